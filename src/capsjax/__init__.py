@@ -1,0 +1,44 @@
+"""capsjax: Capsule Networks (Sabour, Frosst & Hinton 2017) in JAX and Flax NNX."""
+
+from capsjax.conv import conv2d
+from capsjax.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.losses import margin_loss, reconstruction_loss
+from capsjax.masking import label_mask, length_mask, mask_capsules
+from capsjax.models import CapsNet, CapsNetConfig, ModelOutput, RoutingConfig, count_params
+from capsjax.prediction import predict
+from capsjax.routing import (
+    ROUTING_FUNCTIONS,
+    RoutingResult,
+    coupling_coefficients,
+    dynamic_routing,
+    get_routing,
+)
+from capsjax.squash import safe_norm, squash
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CapsNet",
+    "CapsNetConfig",
+    "Conv2D",
+    "Decoder",
+    "ModelOutput",
+    "PrimaryCapsules",
+    "ROUTING_FUNCTIONS",
+    "RoutedCapsules",
+    "RoutingConfig",
+    "RoutingResult",
+    "conv2d",
+    "count_params",
+    "coupling_coefficients",
+    "dynamic_routing",
+    "get_routing",
+    "label_mask",
+    "length_mask",
+    "margin_loss",
+    "mask_capsules",
+    "predict",
+    "reconstruction_loss",
+    "safe_norm",
+    "squash",
+]

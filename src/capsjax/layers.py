@@ -1,0 +1,182 @@
+"""Flax NNX capsule layers. Thin: they own parameters and call the pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+from capsjax._checks import check_shape
+from capsjax.conv import Lowering, conv2d, conv_output_size
+from capsjax.masking import mask_capsules
+from capsjax.prediction import predict
+from capsjax.routing import RoutingResult, get_routing
+from capsjax.squash import squash
+
+
+class Conv2D(nnx.Module):
+    """VALID 2-D convolution with a pluggable lowering (see :mod:`capsjax.conv`).
+
+    Parameters: ``kernel [kh, kw, in_channels, out_channels]`` (LeCun-normal) and ``bias [out_channels]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        lowering: Lowering = "auto",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        shape = (kernel_size, kernel_size, in_channels, out_channels)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
+        self.stride = stride
+        self.lowering = lowering
+        self.dtype = dtype
+
+    def __call__(self, x: Float[Array, "batch height width in_channels"]) -> jax.Array:
+        kernel = self.kernel[...].astype(self.dtype)
+        y = conv2d(x.astype(self.dtype), kernel, stride=self.stride, lowering=self.lowering)
+        return y + self.bias[...].astype(self.dtype)[None, None, None, :]
+
+
+class PrimaryCapsules(nnx.Module):
+    """Convolution -> capsules -> squash (Sabour et al. 2017, sec. 4).
+
+    A ``kernel_size`` conv with ``num_types * caps_dim`` channels; each grid position holds
+    ``num_types`` capsules of ``caps_dim`` dims. For MNIST: 20x20x256 -> 6x6 grid x 32 types x 8D
+    = 1152 capsules. Capsules are ordered (row, column, type).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_types: int = 32,
+        caps_dim: int = 8,
+        kernel_size: int = 9,
+        stride: int = 2,
+        lowering: Lowering = "auto",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = Conv2D(
+            in_channels, num_types * caps_dim, kernel_size, stride=stride, lowering=lowering,
+            dtype=dtype, rngs=rngs,
+        )
+        self.num_types = num_types
+        self.caps_dim = caps_dim
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Grid of capsule positions for an input feature map of ``height x width``."""
+        return (
+            conv_output_size(height, self.kernel_size, self.stride),
+            conv_output_size(width, self.kernel_size, self.stride),
+        )
+
+    def __call__(
+        self, features: Float[Array, "batch height width channels"]
+    ) -> Float[Array, "batch caps caps_dim"]:
+        y = self.conv(features)
+        batch, grid_h, grid_w, _ = y.shape
+        capsules = y.reshape(batch, grid_h * grid_w * self.num_types, self.caps_dim)
+        return squash(capsules.astype(jnp.float32))
+
+
+class RoutedCapsules(nnx.Module):
+    """A layer of capsules fed by routing-by-agreement from every capsule below.
+
+    Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``) and, if
+    ``use_bias``, ``bias [out_caps, out_dim]``. The forward pass is ``jax.vmap`` of
+    :func:`capsjax.predict` and of the routing function over the batch.
+
+    Args:
+      routing: a name from :data:`capsjax.ROUTING_FUNCTIONS` or any callable with the
+        :class:`capsjax.routing.RoutingFn` signature.
+      num_iters: routing iterations.
+      routing_options: extra keyword arguments of the routing function (e.g. ``leaky=True``).
+      remat: wrap routing in ``jax.checkpoint`` (recompute it in the backward pass instead of
+        storing its intermediates; cuts activation memory for large capsule counts).
+    """
+
+    def __init__(
+        self,
+        in_caps: int,
+        in_dim: int,
+        out_caps: int,
+        out_dim: int,
+        *,
+        routing: str | Callable[..., RoutingResult] = "dynamic",
+        num_iters: int = 3,
+        routing_options: dict | None = None,
+        use_bias: bool = False,
+        remat: bool = False,
+        w_init_std: float = 0.01,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        shape = (in_caps, out_caps, out_dim, in_dim)
+        self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
+        self.routing_fn = get_routing(routing)
+        self.num_iters = num_iters
+        self.routing_options = dict(routing_options or {})
+        self.remat = remat
+        self.dtype = dtype
+
+    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
+        """Returns :class:`RoutingResult` with a leading batch axis on every field."""
+        in_caps, out_caps, out_dim, in_dim = self.W.shape
+        check_shape("u", u, ("batch", in_caps, in_dim))
+        W = self.W[...].astype(self.dtype)
+        u_hat = jax.vmap(predict, in_axes=(0, None))(u.astype(self.dtype), W).astype(jnp.float32)
+        bias = None if self.bias is None else self.bias[...]
+
+        def route(u_hat_one):
+            return self.routing_fn(u_hat_one, num_iters=self.num_iters, bias=bias, **self.routing_options)
+
+        if self.remat:
+            route = jax.checkpoint(route)
+        return jax.vmap(route)(u_hat)
+
+
+class Decoder(nnx.Module):
+    """Reconstruction network: masked class capsules -> FC ReLU layers -> sigmoid image.
+
+    The paper's: 160 -> 512 -> 1024 -> 784 (Sabour et al. 2017, Fig. 2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        caps_dim: int,
+        image_shape: Sequence[int],
+        *,
+        hidden: Sequence[int] = (512, 1024),
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        sizes = [num_classes * caps_dim, *hidden, math.prod(image_shape)]
+        self.layers = nnx.List(
+            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
+        self.image_shape = tuple(image_shape)
+
+    def __call__(
+        self, capsules: Float[Array, "batch classes dim"], mask: Float[Array, "batch classes"]
+    ) -> Float[Array, "batch height width channels"]:
+        h = jax.vmap(mask_capsules)(capsules, mask)
+        for layer in self.layers[:-1]:
+            h = jax.nn.relu(layer(h))
+        image = jax.nn.sigmoid(self.layers[-1](h).astype(jnp.float32))
+        return image.reshape((capsules.shape[0],) + self.image_shape)

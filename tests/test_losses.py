@@ -1,0 +1,61 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from capsjax import margin_loss, reconstruction_loss
+
+
+def test_margin_loss_hand_computed():
+    lengths = jnp.array([0.5, 0.3, 0.05])
+    # true class 0: (0.9 - 0.5)^2 = 0.16; class 1: 0.5 * (0.3 - 0.1)^2 = 0.02; class 2: 0.
+    np.testing.assert_allclose(margin_loss(lengths, jnp.array(0)), 0.18, rtol=1e-6)
+    np.testing.assert_allclose(margin_loss(lengths, jnp.array(0), reduction="mean"), 0.06, rtol=1e-6)
+
+
+def test_margin_loss_batch_and_multi_hot_targets():
+    lengths = jnp.array([[0.5, 0.3, 0.05], [0.95, 0.95, 0.95]])
+    labels = jnp.array([0, 2])
+    per_example = margin_loss(lengths, labels)
+    np.testing.assert_allclose(per_example, [0.18, 2 * 0.5 * 0.85**2], rtol=1e-6)
+    two_hot = jnp.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(margin_loss(lengths, two_hot), [0.16 + 0.36, 2 * 0.5 * 0.85**2], rtol=1e-6)
+
+
+def test_margin_loss_bad_labels():
+    with pytest.raises(ValueError, match="labels: expected shape"):
+        margin_loss(jnp.zeros((4, 10)), jnp.zeros((3,), jnp.int32))
+    with pytest.raises(ValueError, match="must be integers"):
+        margin_loss(jnp.zeros((4, 10)), jnp.zeros((4,)))
+    with pytest.raises(ValueError, match="reduction"):
+        margin_loss(jnp.zeros((4, 10)), jnp.zeros((4,), jnp.int32), reduction="max")
+
+
+def test_reconstruction_loss_hand_computed():
+    images = jnp.zeros((2, 2, 2, 1))
+    recon = jnp.full((2, 2, 2, 1), 0.5)
+    np.testing.assert_allclose(reconstruction_loss(images, recon), [0.0005, 0.0005], rtol=1e-6)
+    np.testing.assert_allclose(reconstruction_loss(images, recon.reshape(2, 4)), [0.0005] * 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        reconstruction_loss(images, recon, weight=1.0, reduction="mean"), [0.25, 0.25], rtol=1e-6
+    )
+
+
+def test_reconstruction_loss_bad_shape():
+    with pytest.raises(ValueError, match="reconstructions: expected shape"):
+        reconstruction_loss(jnp.zeros((2, 4, 4, 1)), jnp.zeros((2, 15)))
+    with pytest.raises(ValueError, match="images: expected rank"):
+        reconstruction_loss(jnp.zeros((4, 4)), jnp.zeros((4, 4)))
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_check_grads(reduction):
+    # Lengths away from the hinge points 0.1 / 0.9 where the loss is not twice differentiable.
+    lengths = jnp.array([[0.5, 0.3, 0.2], [0.7, 0.95, 0.4]], jnp.float64)
+    labels = jnp.array([0, 1])
+    check_grads(lambda l: margin_loss(l, labels, reduction=reduction), (lengths,), order=2)
+    images = jax.random.uniform(jax.random.key(0), (2, 3, 3, 1), jnp.float64)
+    recon = jax.random.uniform(jax.random.key(1), (2, 3, 3, 1), jnp.float64)
+    check_grads(lambda r: reconstruction_loss(images, r, reduction=reduction), (recon,), order=2)

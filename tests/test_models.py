@@ -1,0 +1,75 @@
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from capsjax import CapsNet, CapsNetConfig, RoutingConfig, count_params, margin_loss, reconstruction_loss
+
+
+@pytest.fixture(scope="module")
+def capsnet():
+    return CapsNet(rngs=nnx.Rngs(0))
+
+
+def test_paper_parameter_count(capsnet):
+    assert count_params(capsnet) == 8_215_568
+    assert count_params(capsnet) - count_params(capsnet.decoder) == 6_804_224
+    assert capsnet.num_primary == 1152
+
+
+def test_output_shapes(capsnet):
+    out = capsnet(jax.random.uniform(jax.random.key(0), (3, 28, 28, 1)), jnp.array([1, 2, 3]))
+    chex.assert_shape(out.lengths, (3, 10))
+    chex.assert_shape(out.capsules, (3, 10, 16))
+    chex.assert_shape(out.reconstructions, (3, 28, 28, 1))
+    chex.assert_shape(out.couplings, (3, 1152, 10))
+    assert jnp.all(out.lengths < 1)
+
+
+def test_bad_image_shape(capsnet):
+    with pytest.raises(ValueError, match=r"x: expected rank 4 \[batch, 28, 28, 1\], got shape \(2, 28, 28\)"):
+        capsnet(jnp.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match=r"got shape \(2, 32, 32, 1\)"):
+        capsnet(jnp.zeros((2, 32, 32, 1)))
+
+
+def total_loss(model, images, labels):
+    out = model(images, labels)
+    return jnp.mean(margin_loss(out.lengths, labels) + reconstruction_loss(images, out.reconstructions))
+
+
+@pytest.mark.parametrize("kind", ["zeros", "random"])
+def test_finite_gradients_of_total_loss(capsnet, kind):
+    images = jnp.zeros((2, 28, 28, 1)) if kind == "zeros" else jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    labels = jnp.array([3, 7])
+    loss, grads = nnx.value_and_grad(total_loss)(capsnet, images, labels)
+    chex.assert_tree_all_finite((loss, nnx.state(grads)))
+    # Every parameter group receives gradient (a zero image still reaches the decoder and W via biases).
+    if kind == "random":
+        for path, g in jax.tree_util.tree_leaves_with_path(nnx.state(grads)):
+            assert jnp.any(g != 0), path
+
+
+def test_lowerings_give_the_same_model():
+    small = CapsNetConfig(conv_channels=8, primary_types=2, decoder_hidden=(16,))
+    images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
+    outs = [
+        CapsNet(dataclasses.replace(small, conv_lowering=lowering), rngs=nnx.Rngs(0))(images)
+        for lowering in ("native", "patches")
+    ]
+    chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_config_variants_change_the_network():
+    config = CapsNetConfig(
+        image_shape=(36, 36, 1), conv_channels=8, primary_types=2, decoder_hidden=(16,),
+        routing=RoutingConfig(num_iters=1, bias=True, leaky=True),
+    )
+    model = CapsNet(config, rngs=nnx.Rngs(0))
+    assert model.num_primary == 10 * 10 * 2
+    out = model(jnp.zeros((1, 36, 36, 1)))
+    chex.assert_shape(out.reconstructions, (1, 36, 36, 1))
+    assert jnp.all(out.couplings.sum(-1) < 1)
