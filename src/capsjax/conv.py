@@ -80,15 +80,17 @@ def conv2d(
     kernel: Float[ArrayLike, "kh kw in_channels out_channels"],
     *,
     stride: int = 1,
+    padding: str = "VALID",
     lowering: Lowering = "auto",
 ) -> Float[Array, "batch out_height out_width out_channels"]:
-    """VALID 2-D convolution (cross-correlation, as in every deep learning library).
+    """2-D convolution (cross-correlation, as in every deep learning library).
 
     Args:
       x: ``[batch, height, width, in_channels]`` (this primitive is batched; it is a layer's op,
         not per-example math).
       kernel: ``[kh, kw, in_channels, out_channels]``.
       stride: spatial stride.
+      padding: ``"VALID"`` or ``"SAME"`` (stride 1 only: zero padding that keeps the size).
       lowering: ``"auto"``, ``"native"`` or ``"patches"`` (module docstring).
 
     Returns:
@@ -105,6 +107,12 @@ def conv2d(
     check_shape("x", x, ("batch", "height", "width", "in_channels"))
     check_shape("kernel", kernel, ("kh", "kw", x.shape[-1], "out_channels"))
     kh, kw, in_channels, out_channels = kernel.shape
+    if padding == "SAME":
+        if stride != 1:
+            raise ValueError(f"padding: 'SAME' is supported with stride 1, got stride {stride}")
+        x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+    elif padding != "VALID":
+        raise ValueError(f"padding: expected 'VALID' or 'SAME', got {padding!r}")
     if x.shape[1] < kh or x.shape[2] < kw:
         raise ValueError(f"x: spatial size {x.shape[1:3]} is smaller than the kernel {(kh, kw)}")
     if resolve_lowering(lowering) == "native":

@@ -31,6 +31,7 @@ class Conv2D(nnx.Module):
         kernel_size: int,
         *,
         stride: int = 1,
+        padding: str = "VALID",
         lowering: Lowering = "auto",
         dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -39,12 +40,15 @@ class Conv2D(nnx.Module):
         self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.stride = stride
+        self.padding = padding
         self.lowering = lowering
         self.dtype = dtype
 
     def __call__(self, x: Float[Array, "batch height width in_channels"]) -> jax.Array:
         kernel = self.kernel[...].astype(self.dtype)
-        y = conv2d(x.astype(self.dtype), kernel, stride=self.stride, lowering=self.lowering)
+        y = conv2d(
+            x.astype(self.dtype), kernel, stride=self.stride, padding=self.padding, lowering=self.lowering
+        )
         return y + self.bias[...].astype(self.dtype)[None, None, None, :]
 
 

@@ -51,20 +51,39 @@ class CapsNetConfig:
     compute_dtype: str = "float32"
 
 
+@dataclasses.dataclass(frozen=True)
+class CNNConfig:
+    """The paper's baseline CNN (sec. 5): conv 256, 256, 128 (5x5, stride 1, SAME), FC 328, 192,
+    dropout, softmax; 35.4M parameters on MNIST."""
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    num_classes: int = 10
+    conv_channels: tuple[int, ...] = (256, 256, 128)
+    kernel_size: int = 5
+    hidden: tuple[int, ...] = (328, 192)
+    dropout: float = 0.5
+    conv_lowering: str = "auto"
+    compute_dtype: str = "float32"
+
+
 class ModelOutput(NamedTuple):
     """What a classifier returns for a batch.
 
     Attributes:
-      lengths: class scores ``[batch, classes]`` (capsule lengths for CapsNet, in [0, 1)).
+      lengths: class scores ``[batch, classes]`` (capsule lengths for CapsNet, in [0, 1);
+        softmax probabilities for the CNN). The prediction is their argmax.
       capsules: class capsules ``[batch, classes, dim]`` (None for the CNN).
       reconstructions: ``[batch, height, width, channels]`` (None without a decoder).
       couplings: routing coefficients ``[batch, in_caps, classes]`` (None for the CNN).
+      logits: pre-softmax scores ``[batch, classes]`` of a softmax classifier (None for CapsNet);
+        when present, training uses cross-entropy on them instead of the margin loss.
     """
 
     lengths: Float[Array, "batch classes"]
     capsules: Any = None
     reconstructions: Any = None
     couplings: Any = None
+    logits: Any = None
 
 
 def _check_images(x, image_shape) -> None:
@@ -136,13 +155,16 @@ class CapsNet(nnx.Module):
         """Decode the capsules selected by ``mask`` (one-hot rows) into images."""
         return self.decoder(capsules, mask)
 
-    def __call__(self, x: Float[Array, "batch height width channels"], labels=None) -> ModelOutput:
+    def __call__(
+        self, x: Float[Array, "batch height width channels"], labels=None, *, dropout_key=None
+    ) -> ModelOutput:
         """Classify and reconstruct.
 
         Args:
           x: images ``[batch, height, width, channels]`` in [0, 1].
           labels: integer classes ``[batch]`` to mask the decoder input with (training); None
             masks by the longest capsule (evaluation).
+          dropout_key: unused (CapsNet has no dropout); accepted so that models are interchangeable.
 
         Returns:
           :class:`ModelOutput`.
@@ -164,3 +186,58 @@ class CapsNet(nnx.Module):
 def count_params(model: nnx.Module) -> int:
     """Number of scalar parameters of a model."""
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+
+
+class BaselineCNN(nnx.Module):
+    """The paper's baseline CNN (Sabour et al. 2017, sec. 5), trained with softmax cross-entropy.
+
+    Example:
+      >>> from flax import nnx
+      >>> from capsjax.models import BaselineCNN, count_params
+      >>> count_params(BaselineCNN(rngs=nnx.Rngs(0)))
+      35445522
+    """
+
+    def __init__(self, config: CNNConfig | None = None, *, rngs: nnx.Rngs):
+        config = config or CNNConfig()
+        self.config = config
+        dtype = jnp.dtype(config.compute_dtype)
+        height, width, channels = config.image_shape
+        widths = [channels, *config.conv_channels]
+        self.convs = nnx.List([
+            Conv2D(a, b, config.kernel_size, padding="SAME", lowering=config.conv_lowering, dtype=dtype, rngs=rngs)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
+        ])
+        sizes = [height * width * widths[-1], *config.hidden, config.num_classes]
+        self.dense = nnx.List(
+            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
+
+    def __call__(self, x, labels=None, *, dropout_key=None) -> ModelOutput:
+        """``x [batch, height, width, channels]`` -> :class:`ModelOutput` with ``logits``.
+
+        ``dropout_key`` switches on dropout (before the last layer, as in the paper); None is evaluation.
+        ``labels`` is unused (no decoder).
+        """
+        _check_images(x, self.config.image_shape)
+        h = x
+        for conv in self.convs:
+            h = jax.nn.relu(conv(h))
+        h = h.reshape(h.shape[0], -1)
+        for layer in self.dense[:-1]:
+            h = jax.nn.relu(layer(h))
+        if dropout_key is not None and self.config.dropout > 0:
+            keep = jax.random.bernoulli(dropout_key, 1.0 - self.config.dropout, h.shape)
+            h = jnp.where(keep, h / (1.0 - self.config.dropout), 0.0)
+        logits = self.dense[-1](h).astype(jnp.float32)
+        return ModelOutput(lengths=jax.nn.softmax(logits, axis=-1), logits=logits)
+
+
+MODELS = {"capsnet": CapsNet, "cnn": BaselineCNN}
+
+
+def build_model(name: str, config, *, rngs: nnx.Rngs) -> nnx.Module:
+    """Build a model by name: ``"capsnet"`` or ``"cnn"``, from its config dataclass."""
+    if name not in MODELS:
+        raise ValueError(f"model: unknown name {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](config, rngs=rngs)

@@ -1,0 +1,5 @@
+import sys
+
+from capsjax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""Orbax checkpoints of the training state (atomic: a run killed mid-save keeps the previous one)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Save and restore a pytree under ``workdir/checkpoints/<step>``, keeping the newest ``keep``."""
+
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int = 2):
+        directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+        self.manager = ocp.CheckpointManager(
+            directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state, *, wait: bool = False) -> None:
+        """Save ``state`` as ``step`` (asynchronously unless ``wait``); an existing step is kept."""
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+        if wait:
+            self.manager.wait_until_finished()
+
+    def restore(self, like, step: int | None = None):
+        """Restore the checkpoint ``step`` (default: latest) into the structure and shardings of ``like``."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -1,0 +1,100 @@
+"""The ``capsjax`` command: ``train``, ``eval``, ``predict`` and ``bench``. Parsing only; work is in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import sys
+
+
+def _train(args, overrides) -> int:
+    from capsjax.config import apply_overrides, load_config_file, read_config
+    from capsjax.run import train_and_evaluate
+
+    workdir = pathlib.Path(args.workdir)
+    if args.config:
+        config = load_config_file(args.config)
+    elif args.resume and (workdir / "config.json").exists():
+        config = read_config(workdir / "config.json")
+    else:
+        raise SystemExit("capsjax train: --config FILE is required (or --resume with an existing --workdir)")
+    config = apply_overrides(config, overrides)
+    summary = train_and_evaluate(config, workdir, data_dir=args.data_dir, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("status", "step", "test_accuracy", "test_error_percent",
+                                              "wall_time_sec", "train_examples_per_sec")}, indent=2))
+    return 0 if summary["status"] == "completed" else 130
+
+
+def _eval(args, overrides) -> int:
+    from capsjax.run import evaluate_checkpoint
+
+    if overrides:
+        raise SystemExit(f"capsjax eval: unexpected arguments {overrides}")
+    metrics = evaluate_checkpoint(args.workdir, data_dir=args.data_dir)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _predict(args, overrides) -> int:
+    from capsjax.predict import predict_files
+
+    if overrides:
+        raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")
+    for result in predict_files(args.workdir, args.images, output_dir=args.output_dir):
+        lengths = " ".join(f"{x:.3f}" for x in result["lengths"])
+        print(f"{result['image']}: class {result['class']}  lengths [{lengths}]  -> {result['reconstruction']}")
+    return 0
+
+
+def _bench(args, overrides) -> int:
+    from capsjax.bench import run_benchmarks
+
+    run_benchmarks(args.workdir, quick=args.quick, extra=overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="capsjax", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; overrides like --config.epochs=2 follow")
+    train.add_argument("--config", help="config file with get_config() (experiments/configs/*.py)")
+    train.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics, images)")
+    train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, system, tfds)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--data-dir")
+    evaluate.set_defaults(run=_eval)
+
+    predict = commands.add_parser("predict", help="classify and reconstruct PNG images with a trained run")
+    predict.add_argument("--workdir", required=True)
+    predict.add_argument("--output-dir", help="where reconstructions go (default: WORKDIR/predictions)")
+    predict.add_argument("images", nargs="+", help="28x28 grayscale PNGs, white digit on black")
+    predict.set_defaults(run=_predict)
+
+    bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")
+    bench.add_argument("--workdir", default="runs/bench")
+    bench.add_argument("--data-dir", help="unused; accepted for symmetry with train")
+    bench.add_argument("--quick", action="store_true", help="small sizes, for tests")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    args, overrides = build_parser().parse_known_args(argv)
+    try:
+        return args.run(args, overrides)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Datasets: IDX folders (the light default) or tensorflow-datasets, and host-side batching.
+
+Lookup order for ``load_dataset(name, split, data_dir=...)``:
+
+1. ``data_dir`` (``--data-dir``), then ``$CAPSJAX_DATA_DIR`` (either may be the folder holding the
+   four files or its parent with a ``<name>/`` sub-folder), then the system folder
+   ``/usr/share/datasets/<name>/`` (where Debian's ``dataset-fashion-mnist`` installs).
+2. tensorflow-datasets (``pip install 'capsjax[tfds]'``), only if it is installed and its cache
+   already holds the dataset or the network answers within 3 seconds.
+
+When nothing works, one :class:`DataNotFoundError` lists every place tried. There is no fallback
+to other or synthetic data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import queue
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from capsjax.idx import IDXError, read_idx
+
+# Same IDX file names for all three datasets.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+DATASETS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "kmnist": "kmnist"}
+SYSTEM_DIR = pathlib.Path("/usr/share/datasets")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No source could provide the dataset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+    """Images ``[n, height, width, 1]`` uint8 and labels ``[n]`` int32, held in host memory."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, n: int | None) -> ArrayDataset:
+        """The first ``n`` examples (all if None)."""
+        if n is None or n >= len(self):
+            return self
+        return ArrayDataset(self.images[:n], self.labels[:n], self.source)
+
+
+def _find_file(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
+    # Accept the usual spellings: "-idx3-ubyte" or ".idx3-ubyte", gzip or raw.
+    for name in (stem, stem.replace("-idx", ".idx")):
+        for suffix in (".gz", ""):
+            candidate = folder / (name + suffix)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[pathlib.Path]:
+    roots = [pathlib.Path(p) for p in (data_dir, os.environ.get("CAPSJAX_DATA_DIR")) if p]
+    folders = []
+    for root in roots:
+        folders += [root, root / name, root / name.replace("_", "-")]
+    folders += [SYSTEM_DIR / name, SYSTEM_DIR / name.replace("_", "-")]
+    return list(dict.fromkeys(folders))
+
+
+def load_idx_split(folder: pathlib.Path, split: str) -> ArrayDataset:
+    """Load one split from a folder of IDX files; check that images and labels agree."""
+    image_path, label_path = (_find_file(folder, stem) for stem in IDX_FILES[split])
+    if image_path is None or label_path is None:
+        raise DataNotFoundError(f"{folder}: missing {' or '.join(IDX_FILES[split])}")
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise IDXError(f"{image_path}: expected uint8 images [n, height, width], got {images.dtype} {images.shape}")
+    if labels.ndim != 1:
+        raise IDXError(f"{label_path}: expected labels [n], got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise IDXError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise IDXError(f"{label_path}: label {labels.max()} out of range 0..9")
+    return ArrayDataset(images[..., None], labels.astype(np.int32), str(folder))
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_tfds(name: str, split: str) -> ArrayDataset:
+    import tensorflow_datasets as tfds  # optional extra: capsjax[tfds]
+
+    builder = tfds.builder(name)
+    if not builder.is_prepared():
+        if not _online():
+            raise DataNotFoundError(f"tfds: {name} is not in the tfds cache and the network is unreachable")
+        builder.download_and_prepare()
+    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return ArrayDataset(arrays["image"].astype(np.uint8), arrays["label"].astype(np.int32), f"tfds:{name}")
+
+
+def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
+    """Load ``split`` (``"train"`` or ``"test"``) of ``name`` (mnist, fashion_mnist, kmnist).
+
+    Raises:
+      DataNotFoundError: no source has the data; the message lists where it looked.
+      IDXError: a file was found but is corrupt, truncated or inconsistent.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"dataset: unknown name {name!r}; choose one of {sorted(DATASETS)}")
+    if split not in IDX_FILES:
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    tried = []
+    for folder in _candidate_dirs(name, data_dir):
+        if folder.is_dir() and _find_file(folder, IDX_FILES[split][0]):
+            return load_idx_split(folder, split)
+        tried.append(f"  - {folder}: {'no IDX files' if folder.is_dir() else 'not found'}")
+    try:
+        return _load_tfds(name, split)
+    except ImportError:
+        tried.append("  - tensorflow-datasets: not installed (pip install 'capsjax[tfds]')")
+    except DataNotFoundError as err:
+        tried.append(f"  - {err}")
+    raise DataNotFoundError(
+        f"could not find the {name} {split} split. Looked in:\n" + "\n".join(tried) + "\n"
+        "Provide the four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) with --data-dir DIR or "
+        "CAPSJAX_DATA_DIR=DIR, or install tensorflow-datasets and go online."
+    )
+
+
+def epoch_permutation(num_examples: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of an epoch, a pure function of (seed, epoch) so a resumed run repeats it."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def train_batches(
+    dataset: ArrayDataset, *, batch_size: int, seed: int, epoch: int, start: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled full batches of one epoch, from batch index ``start`` (drops the remainder).
+
+    Yields:
+      ``(images [batch, h, w, 1] uint8, labels [batch] int32)``.
+    """
+    order = epoch_permutation(len(dataset), seed=seed, epoch=epoch)
+    for k in range(start, len(dataset) // batch_size):
+        idx = np.sort(order[k * batch_size : (k + 1) * batch_size])
+        yield dataset.images[idx], dataset.labels[idx]
+
+
+def eval_batches(dataset: ArrayDataset, *, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches in order, the last one padded; yields ``(images, labels, valid [batch] bool)``."""
+    for start in range(0, len(dataset), batch_size):
+        images = dataset.images[start : start + batch_size]
+        labels = dataset.labels[start : start + batch_size]
+        valid = np.ones(len(labels), bool)
+        pad = batch_size - len(labels)
+        if pad:
+            images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+            valid = np.concatenate([valid, np.zeros(pad, bool)])
+        yield images, labels, valid
+
+
+def prefetch(iterator: Iterator, put: Callable, *, size: int = 2) -> Iterator:
+    """Run ``put`` (e.g. ``jax.device_put``) on items in a background thread, ``size`` ahead."""
+    if size <= 0:
+        yield from (put(item) for item in iterator)
+        return
+    items: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+
+    def producer():
+        try:
+            for item in iterator:
+                items.put(put(item))
+        except BaseException as err:  # re-raised in the consumer
+            items.put(err)
+        items.put(done)
+
+    threading.Thread(target=producer, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

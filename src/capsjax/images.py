@@ -1,0 +1,74 @@
+"""Image files: grids of digits and reconstructions as PNG, and reading input PNGs."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] (or uint8) to uint8."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def tile(images: np.ndarray, *, columns: int, padding: int = 2, fill: int = 128) -> np.ndarray:
+    """Tile ``[n, height, width]`` or ``[n, height, width, channels]`` images into one array."""
+    images = to_uint8(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    n, height, width, channels = images.shape
+    rows = -(-n // columns)
+    grid = np.full(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels), fill, np.uint8
+    )
+    for k in range(n):
+        r, c = divmod(k, columns)
+        top, left = padding + r * (height + padding), padding + c * (width + padding)
+        grid[top : top + height, left : left + width] = images[k]
+    return grid[..., 0] if channels == 1 else grid
+
+
+def save_png(path: str | pathlib.Path, array: np.ndarray, *, scale: int = 1) -> pathlib.Path:
+    """Save a uint8 (or [0, 1] float) image array as PNG, optionally enlarged ``scale`` times."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(to_uint8(array))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    image.save(path)
+    return path
+
+
+def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, *, columns: int = 8) -> np.ndarray:
+    """Rows of inputs followed by rows of their reconstructions (``[n, h, w, 1]`` each)."""
+    n = len(images) - len(images) % columns or len(images)
+    pairs = []
+    for start in range(0, n, columns):
+        pairs += [images[start : start + columns], reconstructions[start : start + columns]]
+    return tile(np.concatenate([to_uint8(p) for p in pairs]), columns=min(columns, n))
+
+
+def read_image(path: str | pathlib.Path, *, shape: tuple[int, int, int]) -> np.ndarray:
+    """Read a PNG (or any PIL image) as grayscale float ``[height, width, 1]`` in [0, 1].
+
+    Raises:
+      ValueError: the file is not an image or its size is not ``shape``'s (no silent resizing:
+        the network was trained on centred 28x28 digits, white on black).
+    """
+    path = pathlib.Path(path)
+    try:
+        with Image.open(path) as image:
+            gray = np.asarray(image.convert("L"), np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path}: not a readable image ({err})") from None
+    height, width, _ = shape
+    if gray.shape != (height, width):
+        raise ValueError(
+            f"{path}: expected a {width}x{height} image (white digit on black), got {gray.shape[1]}x{gray.shape[0]}"
+        )
+    return gray[..., None]
