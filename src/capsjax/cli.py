@@ -38,7 +38,7 @@ def _eval(args, overrides) -> int:
 
 
 def _predict(args, overrides) -> int:
-    from capsjax.predict import predict_files
+    from capsjax.inference import predict_files
 
     if overrides:
         raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")

@@ -37,7 +37,10 @@ def save_png(path: str | pathlib.Path, array: np.ndarray, *, scale: int = 1) -> 
     """Save a uint8 (or [0, 1] float) image array as PNG, optionally enlarged ``scale`` times."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(to_uint8(array))
+    array = to_uint8(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    image = Image.fromarray(array)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     image.save(path)

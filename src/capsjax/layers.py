@@ -138,12 +138,16 @@ class RoutedCapsules(nnx.Module):
         self.remat = remat
         self.dtype = dtype
 
-    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
-        """Returns :class:`RoutingResult` with a leading batch axis on every field."""
+    def votes(self, u: Float[Array, "batch in_caps in_dim"]) -> Float[Array, "batch in_caps out_caps out_dim"]:
+        """Prediction vectors ``u_hat`` of a batch (float32)."""
         in_caps, out_caps, out_dim, in_dim = self.W.shape
         check_shape("u", u, ("batch", in_caps, in_dim))
         W = self.W[...].astype(self.dtype)
-        u_hat = jax.vmap(predict, in_axes=(0, None))(u.astype(self.dtype), W).astype(jnp.float32)
+        return jax.vmap(predict, in_axes=(0, None))(u.astype(self.dtype), W).astype(jnp.float32)
+
+    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
+        """Returns :class:`RoutingResult` with a leading batch axis on every field."""
+        u_hat = self.votes(u)
         bias = None if self.bias is None else self.bias[...]
 
         def route(u_hat_one):

@@ -142,11 +142,14 @@ class CapsNet(nnx.Module):
             hidden=config.decoder_hidden, dtype=dtype, rngs=rngs,
         )
 
+    def primary_capsules(self, x: Float[Array, "batch height width channels"]) -> Float[Array, "batch in_caps in_dim"]:
+        """Images -> primary capsules ``[batch, in_caps, primary_dim]`` (ordered row, column, type)."""
+        _check_images(x, self.config.image_shape)
+        return self.primary(jax.nn.relu(self.conv(x)))
+
     def encode(self, x: Float[Array, "batch height width channels"]):
         """Images -> (class capsules ``[batch, classes, dim]``, couplings ``[batch, in_caps, classes]``)."""
-        _check_images(x, self.config.image_shape)
-        features = jax.nn.relu(self.conv(x))
-        routed = self.classes(self.primary(features))
+        routed = self.classes(self.primary_capsules(x))
         return routed.v, routed.c
 
     def reconstruct(

@@ -32,7 +32,7 @@ from capsjax.data import ArrayDataset, eval_batches, load_dataset, prefetch, tra
 from capsjax.images import reconstruction_grid, save_png
 from capsjax.metrics import MetricWriter
 from capsjax.models import count_params
-from capsjax.train import Sharding, init_state, make_eval_step, make_train_step, evaluate, to_float
+from capsjax.train import Sharding, evaluate, init_state, make_eval_step, make_train_step, to_float
 
 log = logging.getLogger("capsjax")
 
@@ -140,7 +140,7 @@ def train_and_evaluate(
     train_step = make_train_step(graphdef, config)
     eval_step = make_eval_step(graphdef, config)
 
-    stop = stop or StopRequested()
+    stop = StopRequested() if stop is None else stop
     previous_handlers = _install_signal_handlers(stop)
     writer = MetricWriter(workdir)
     step = int(state.step)

@@ -1,0 +1,104 @@
+"""Figures of a trained CapsNet as PNG files (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import matplotlib
+import numpy as np
+from flax import nnx
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from capsjax.analysis import PAPER_DELTAS, couplings_by_iteration, perturbation_grid  # noqa: E402
+from capsjax.data import ArrayDataset  # noqa: E402
+from capsjax.images import reconstruction_grid, save_png, tile, to_uint8  # noqa: E402
+from capsjax.train import to_float  # noqa: E402
+
+
+def plot_perturbations(model, images, path: pathlib.Path, deltas=PAPER_DELTAS) -> pathlib.Path:
+    """Paper Fig. 4: one block per image, rows = the 16 capsule dimensions, columns = deltas."""
+    blocks = []
+    for image in images:
+        grid, _ = perturbation_grid(model, to_float(image), deltas)
+        grid = np.asarray(grid)
+        blocks.append(tile(grid.reshape((-1,) + grid.shape[2:]), columns=grid.shape[1], padding=1))
+    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 6.5))
+    for ax, block in zip(np.atleast_1d(axes), blocks, strict=True):
+        ax.imshow(block, cmap="gray")
+        ax.set_xticks(np.linspace(14, block.shape[1] - 14, len(deltas)), [f"{d:+.2f}" for d in deltas],
+                      rotation=90, fontsize=6)
+        ax.set_yticks(np.linspace(14, block.shape[0] - 14, grid.shape[0]), [f"dim {d}" for d in range(grid.shape[0])],
+                      fontsize=6)
+    fig.suptitle("Reconstructions while one dimension of the winning capsule moves by -0.25..+0.25")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_couplings(model, image, path: pathlib.Path, *, iterations: int = 3) -> pathlib.Path:
+    """For one image: the coupling of every primary capsule to the predicted class, per capsule type
+    (6x6 maps), after 1 and after ``iterations`` routing iterations, beside the image."""
+    maps, lengths = couplings_by_iteration(model, to_float(image), iterations)
+    maps, lengths = np.asarray(maps), np.asarray(lengths)
+    winner = int(lengths[-1].argmax())
+    types = maps.shape[3]
+    cols = 8
+    rows = -(-types // cols)
+    fig = plt.figure(figsize=(2 + 2 * cols * 0.9, 1.2 * rows + 1.2))
+    grid = fig.add_gridspec(rows, 1 + 2 * cols + 1, width_ratios=[3] + [1] * cols + [0.3] + [1] * cols)
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(np.asarray(image)[..., 0], cmap="gray")
+    ax.set_title(f"input, predicted {winner}", fontsize=8)
+    ax.axis("off")
+    vmax = maps[:, :, :, :, winner].max()
+    for panel, it in enumerate((0, iterations - 1)):
+        for t in range(types):
+            r, c = divmod(t, cols)
+            axis = fig.add_subplot(grid[r, 1 + panel * (cols + 1) + c])
+            axis.imshow(maps[it, :, :, t, winner], vmin=0, vmax=vmax, cmap="viridis")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0 and c == 0:
+                axis.set_title(f"after {it + 1} iteration{'s' * (it > 0)}", fontsize=8, loc="left")
+    fig.suptitle(f"Coupling c_ij of each primary capsule (6x6 grid per type) to class capsule {winner}", fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reconstructions_with_failures(model, dataset: ArrayDataset, path: pathlib.Path, *, count: int = 16,
+                                  search: int = 2000) -> tuple[pathlib.Path, int]:
+    """Inputs over reconstructions: the first ``count`` test images, then up to ``count`` misclassified."""
+    forward = jax.jit(lambda m, x: m(to_float(x)))
+    images, labels = dataset.images[:search], dataset.labels[:search]
+    outputs = [forward(model, images[k : k + 500]) for k in range(0, len(images), 500)]
+    predicted = np.concatenate([np.asarray(o.lengths).argmax(-1) for o in outputs])
+    recon = np.concatenate([np.asarray(o.reconstructions) for o in outputs])
+    wrong = np.flatnonzero(predicted != labels)[:count]
+    chosen = np.concatenate([np.arange(count), wrong])
+    save_png(path, reconstruction_grid(images[chosen], recon[chosen], columns=8), scale=3)
+    return path, len(wrong)
+
+
+def capsule_figures(workdir, dataset: ArrayDataset, out_dir=None, *, examples: int = 3) -> dict:
+    """All figures of a trained CapsNet run; returns the paths written."""
+    from capsjax.run import restore_params
+
+    config, graphdef, params = restore_params(workdir)
+    if config.model != "capsnet":
+        raise ValueError(f"{workdir}: capsule figures need a CapsNet run, got model {config.model!r}")
+    model = nnx.merge(graphdef, params)
+    out_dir = pathlib.Path(out_dir or workdir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recon_path, failures = reconstructions_with_failures(model, dataset, out_dir / "reconstructions_and_failures.png")
+    return {
+        "perturbations": str(plot_perturbations(model, dataset.images[:examples], out_dir / "capsule_dimensions.png")),
+        "couplings": str(plot_couplings(model, dataset.images[0], out_dir / "couplings.png")),
+        "reconstructions": str(recon_path),
+        "failures_shown": failures,
+        "digits": to_uint8(dataset.images[:examples]).shape[0],
+    }

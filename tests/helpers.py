@@ -1,0 +1,41 @@
+"""Shared test helpers: tiny configs and synthetic IDX folders (for mechanism tests, not accuracy)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from capsjax.config import DataConfig, TrainConfig
+from capsjax.idx import write_idx
+from capsjax.models import CapsNetConfig
+
+
+def write_fake_mnist(folder: pathlib.Path, *, train: int = 256, test: int = 64, seed: int = 0) -> pathlib.Path:
+    """Four IDX files of random 28x28 digits-like blobs whose class sets the blob's position."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for k, label in enumerate(labels):
+            row, col = 4 + 2 * (label // 5) * 5, 4 + 4 * (label % 5)
+            images[k, row : row + 8, col : col + 4] = 255
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A CapsNet small enough to train a few steps in seconds."""
+    defaults = dict(
+        capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=8, decoder_hidden=(32,)),
+        data=DataConfig(train_examples=None, test_examples=None),
+        batch_size=32,
+        eval_batch_size=64,
+        epochs=2,
+        checkpoint_every_steps=3,
+        log_every_steps=2,
+    )
+    defaults.update(overrides)
+    return TrainConfig(**defaults)
