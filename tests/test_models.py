@@ -3,6 +3,7 @@ import dataclasses
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -73,3 +74,23 @@ def test_config_variants_change_the_network():
     out = model(jnp.zeros((1, 36, 36, 1)))
     chex.assert_shape(out.reconstructions, (1, 36, 36, 1))
     assert jnp.all(out.couplings.sum(-1) < 1)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    small = CapsNetConfig(conv_channels=8, primary_types=2, decoder_hidden=(16,))
+    images = jax.random.uniform(jax.random.key(3), (2, 28, 28, 1))
+    full = CapsNet(small, rngs=nnx.Rngs(0))
+    half = CapsNet(dataclasses.replace(small, compute_dtype="bfloat16"), rngs=nnx.Rngs(0))
+    for leaf in jax.tree_util.tree_leaves(nnx.state(half, nnx.Param)):
+        assert leaf.dtype == jnp.float32
+    np.testing.assert_allclose(half(images).lengths, full(images).lengths, atol=0.02)
+    assert half(images).lengths.dtype == jnp.float32
+
+
+def test_baseline_cnn_output():  # its 35.4M parameter count is the BaselineCNN doctest
+    from capsjax.models import BaselineCNN, CNNConfig
+
+    cnn = BaselineCNN(CNNConfig(conv_channels=(4, 4, 2), hidden=(8, 8)), rngs=nnx.Rngs(0))
+    out = cnn(jnp.zeros((3, 28, 28, 1)))
+    chex.assert_shape(out.logits, (3, 10))
+    np.testing.assert_allclose(out.lengths.sum(-1), 1.0, rtol=1e-5)

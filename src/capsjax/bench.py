@@ -108,10 +108,10 @@ def routing_benchmark(batch: int, in_caps: int, out_caps: int, num_iters: int, *
     return _time(lambda: grad(u_hat).block_until_ready(), repeats=repeats)
 
 
-def conv_lowering_benchmark(batch: int, *, repeats: int) -> dict:
+def conv_lowering_benchmark(batch: int, *, repeats: int, channels: int = 256) -> dict:
     """Forward + backward seconds of the 9x9 stride-2 primary conv (256 -> 256) per lowering."""
-    x = jax.random.normal(jax.random.key(0), (batch, 20, 20, 256))
-    k = 0.01 * jax.random.normal(jax.random.key(1), (9, 9, 256, 256))
+    x = jax.random.normal(jax.random.key(0), (batch, 20, 20, channels))
+    k = 0.01 * jax.random.normal(jax.random.key(1), (9, 9, channels, channels))
     out = {}
     for lowering in ("native", "patches"):
         grad = jax.jit(jax.grad(lambda x, k, lowering=lowering: jnp.sum(conv2d(x, k, stride=2, lowering=lowering) ** 2),
@@ -134,13 +134,13 @@ def input_pipeline_seconds(batch: int, *, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def memory_scaling(batches: Sequence[int]) -> list[dict]:
-    """XLA's compiled memory (temporaries + arguments + outputs) of the train step, with and without remat."""
+def memory_scaling(batches: Sequence[int], **capsnet) -> list[dict]:
+    """XLA's compiled temporary memory (MiB) of the train step by batch, with and without remat."""
     rows = []
     for batch in batches:
         row = {"batch": batch}
         for remat in (False, True):
-            config = _capsnet_config(batch, routing=RoutingConfig(remat=remat))
+            config = _capsnet_config(batch, routing=RoutingConfig(remat=remat), **capsnet)
             graphdef, state = init_state(config)
             images, labels = _fake_batch(batch)
             memory = make_train_step(graphdef, config).lower(state, images, labels).compile().memory_analysis()
@@ -162,7 +162,7 @@ class BenchPlan:
     small_model: bool = False
 
 
-QUICK = BenchPlan(batches=(8,), steps=2, routing_batch=4, in_caps=(72, 144), out_caps=(10, 20), iters=(1, 3),
+QUICK = BenchPlan(batches=(8,), steps=2, routing_batch=4, in_caps=(72, 144), out_caps=(10,), iters=(1,),
                   memory_batches=(8, 16), conv_batch=2, small_model=True)
 
 
@@ -193,8 +193,8 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         "num_iters": [(n, routing_benchmark(plan.routing_batch, 1152 if not quick else 72, 10, n, repeats=plan.steps))
                       for n in plan.iters],
     }
-    conv = conv_lowering_benchmark(plan.conv_batch, repeats=2)
-    memory = memory_scaling(plan.memory_batches)
+    conv = conv_lowering_benchmark(plan.conv_batch, repeats=2, channels=32 if quick else 256)
+    memory = memory_scaling(plan.memory_batches, **small)
     matmul_after = matmul_gflops(512 if quick else 2048)
     matmul = (matmul_before + matmul_after) / 2
     for row, routing_sec in zip(train, routing_in_step, strict=True):
@@ -209,7 +209,7 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         "matmul_gflops": {"start": matmul_before, "end": matmul_after, "mean": matmul},
         "train": train,
         "routing_sweeps_sec": sweeps,
-        "primary_conv_fwd_bwd_sec": {**conv, "batch": plan.conv_batch,
+        "primary_conv_fwd_bwd_sec": {**conv, "batch": plan.conv_batch, "channels": 32 if quick else 256,
                                      "native_over_patches": conv["native"] / conv["patches"]},
         "memory_mib_by_batch": memory,
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -240,7 +240,7 @@ def to_markdown(results: dict) -> str:
             f"| {100 * r['input_pipeline_share']:.2f}% | {r['xla_temp_mib']:.0f} |"
         )
     conv = results["primary_conv_fwd_bwd_sec"]
-    lines += ["", f"Primary conv (9x9 stride 2, 256->256) forward+backward at batch {conv['batch']}: "
+    lines += ["", f"Primary conv (9x9 stride 2, {conv['channels']}->{conv['channels']}) forward+backward at batch {conv['batch']}: "
               f"native {conv['native']:.3f} s, patches {conv['patches']:.3f} s "
               f"(native / patches = {conv['native_over_patches']:.1f}x).", ""]
     lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]

@@ -54,17 +54,19 @@ def plot_couplings(model, image, path: pathlib.Path, *, iterations: int = 3) -> 
     ax.imshow(np.asarray(image)[..., 0], cmap="gray")
     ax.set_title(f"input, predicted {winner}", fontsize=8)
     ax.axis("off")
-    vmax = maps[:, :, :, :, winner].max()
+    vmin, vmax = maps[:, :, :, :, winner].min(), maps[:, :, :, :, winner].max()
     for panel, it in enumerate((0, iterations - 1)):
         for t in range(types):
             r, c = divmod(t, cols)
             axis = fig.add_subplot(grid[r, 1 + panel * (cols + 1) + c])
-            axis.imshow(maps[it, :, :, t, winner], vmin=0, vmax=vmax, cmap="viridis")
+            shown = axis.imshow(maps[it, :, :, t, winner], vmin=vmin, vmax=vmax, cmap="viridis")
             axis.set_xticks([])
             axis.set_yticks([])
             if r == 0 and c == 0:
                 axis.set_title(f"after {it + 1} iteration{'s' * (it > 0)}", fontsize=8, loc="left")
-    fig.suptitle(f"Coupling c_ij of each primary capsule (6x6 grid per type) to class capsule {winner}", fontsize=9)
+    fig.colorbar(shown, ax=fig.axes, fraction=0.015, pad=0.01, label=f"c_ij to class {winner}")
+    fig.suptitle(f"Coupling c_ij of each primary capsule (6x6 grid per type) to class capsule {winner} "
+                 f"(uniform 1/{maps.shape[-1]} after the first iteration)", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -142,20 +142,30 @@ class RoutedCapsules(nnx.Module):
         """Prediction vectors ``u_hat`` of a batch (float32)."""
         in_caps, out_caps, out_dim, in_dim = self.W.shape
         check_shape("u", u, ("batch", in_caps, in_dim))
-        W = self.W[...].astype(self.dtype)
-        return jax.vmap(predict, in_axes=(0, None))(u.astype(self.dtype), W).astype(jnp.float32)
+        return _votes(u, self.W[...], self.dtype)
 
     def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
         """Returns :class:`RoutingResult` with a leading batch axis on every field."""
-        u_hat = self.votes(u)
+        in_caps, out_caps, out_dim, in_dim = self.W.shape
+        check_shape("u", u, ("batch", in_caps, in_dim))
         bias = None if self.bias is None else self.bias[...]
+        routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
 
-        def route(u_hat_one):
-            return self.routing_fn(u_hat_one, num_iters=self.num_iters, bias=bias, **self.routing_options)
+        def predict_and_route(u, W, bias):
+            u_hat = _votes(u, W, dtype)
+            return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(u_hat)
 
         if self.remat:
-            route = jax.checkpoint(route)
-        return jax.vmap(route)(u_hat)
+            # Recompute u_hat and the routing iterations in the backward pass: only u and W are
+            # kept, instead of u_hat ([batch, in_caps, out_caps, out_dim]) and every iteration's
+            # intermediates.
+            predict_and_route = jax.checkpoint(predict_and_route)
+        return predict_and_route(u, self.W[...], bias)
+
+
+def _votes(u: jax.Array, W: jax.Array, dtype) -> jax.Array:
+    u_hat = jax.vmap(predict, in_axes=(0, None))(u.astype(dtype), W.astype(dtype))
+    return u_hat.astype(jnp.float32)
 
 
 class Decoder(nnx.Module):

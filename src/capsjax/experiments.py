@@ -1,0 +1,101 @@
+"""Repeated runs of named config variants over seeds, summarised as mean +- std test error.
+
+Used by the paper-reproduction scripts in ``experiments/`` (routing ablation, CNN baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import statistics
+from collections.abc import Mapping, Sequence
+
+from capsjax.config import DataConfig, TrainConfig
+from capsjax.models import CapsNetConfig, CNNConfig
+from capsjax.run import train_and_evaluate
+
+# Budgets: "smoke" checks the machinery in well under a minute; "reduced" is what a 2-core CPU
+# session affords (stated in RESULTS.md); "full" is the paper's scale (hours on a GPU).
+BUDGETS = ("smoke", "reduced", "full")
+
+
+def budget_config(budget: str, *, seeds: int | None = None) -> tuple[TrainConfig, tuple[int, ...]]:
+    """The base config and seeds of a budget (model sizes and data counts)."""
+    if budget == "smoke":
+        base = TrainConfig(
+            capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=8, decoder_hidden=(32,)),
+            cnn=CNNConfig(conv_channels=(8, 8, 4), hidden=(32, 16)),
+            data=DataConfig(train_examples=256, test_examples=128),
+            batch_size=64, eval_batch_size=128, epochs=1, log_every_steps=4, checkpoint_every_steps=1000,
+        )
+        default_seeds = 2
+    elif budget == "reduced":
+        base = TrainConfig(data=DataConfig(train_examples=5000, test_examples=5000), epochs=1,
+                           eval_batch_size=500, checkpoint_every_steps=1000)
+        default_seeds = 3
+    elif budget == "full":
+        base = TrainConfig(epochs=50)
+        default_seeds = 3
+    else:
+        raise ValueError(f"budget: expected one of {BUDGETS}, got {budget!r}")
+    return base, tuple(range(seeds or default_seeds))
+
+
+def summarise(errors: Sequence[float]) -> dict:
+    """Mean and sample standard deviation of test errors (percent)."""
+    errors = [float(e) for e in errors]
+    return {"errors_percent": errors, "mean": statistics.fmean(errors),
+            "std": statistics.stdev(errors) if len(errors) > 1 else 0.0, "runs": len(errors)}
+
+
+def run_variants(
+    variants: Mapping[str, TrainConfig],
+    *,
+    seeds: Sequence[int],
+    workdir: str | pathlib.Path,
+    data_dir=None,
+    progress: bool = True,
+) -> dict:
+    """Train every variant with every seed (resuming unfinished runs); returns the summary per variant.
+
+    Each run lives in ``workdir/<variant>/seed<k>``; a finished run (its ``summary.json`` says
+    completed) is read back instead of retrained, so an interrupted experiment continues.
+    """
+    workdir = pathlib.Path(workdir)
+    results = {}
+    for name, config in variants.items():
+        errors, speeds = [], []
+        for seed in seeds:
+            run_dir = workdir / name / f"seed{seed}"
+            summary_path = run_dir / "summary.json"
+            summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+            if summary.get("status") != "completed":
+                summary = train_and_evaluate(dataclasses.replace(config, seed=seed), run_dir, data_dir=data_dir,
+                                             resume=True, progress=progress)
+            errors.append(summary["test_error_percent"])
+            speeds.append(summary["train_examples_per_sec"] or 0.0)
+        results[name] = {**summarise(errors), "parameters": summary["parameters"],
+                         "train_examples_per_sec": statistics.fmean(speeds)}
+    return results
+
+
+def save_results(results: Mapping[str, dict], workdir, *, header: str, paper=None) -> str:
+    """Write ``results.json`` and ``results.md`` into ``workdir``; returns the Markdown."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = header + "\n\n" + results_table(results, paper)
+    (workdir / "results.md").write_text(markdown)
+    return markdown
+
+
+def results_table(results: Mapping[str, dict], paper: Mapping[str, float] | None = None) -> str:
+    """Markdown table: variant, test error mean +- std (runs), paper's error."""
+    paper = paper or {}
+    lines = ["| variant | test error % (mean +- std) | runs | parameters | paper error % |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        reference = f"{paper[name]:.2f}" if name in paper else "-"
+        lines.append(f"| {name} | {r['mean']:.2f} +- {r['std']:.2f} | {r['runs']} | {r['parameters']:,} | {reference} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""The paper-reproduction experiments at their smoke budget: they run, write results and figures."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from capsjax.experiments import budget_config, results_table, summarise
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+
+def run_script(name, *args):
+    result = subprocess.run([sys.executable, str(EXPERIMENTS / name), *map(str, args)], capture_output=True,
+                            text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_summarise_mean_and_sample_std():
+    summary = summarise([1.0, 2.0, 3.0])
+    assert summary["mean"] == 2.0 and summary["std"] == pytest.approx(1.0) and summary["runs"] == 3
+    assert summarise([0.5])["std"] == 0.0
+
+
+def test_results_table_puts_paper_numbers_beside():
+    table = results_table({"routing3_recon": {**summarise([0.3, 0.5]), "parameters": 8215568}},
+                          {"routing3_recon": 0.25})
+    assert "| routing3_recon | 0.40 +- 0.14 | 2 | 8,215,568 | 0.25 |" in table
+
+
+def test_budgets():
+    with pytest.raises(ValueError, match="budget"):
+        budget_config("huge")
+    base, seeds = budget_config("reduced")
+    assert len(seeds) >= 3 and base.capsnet.primary_types == 32
+
+
+def test_routing_ablation_smoke(mnist_dir, tmp_path):
+    run_script("routing_ablation.py", "--budget", "smoke", "--seeds", "1", "--workdir", tmp_path,
+               "--data-dir", mnist_dir)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"routing1_no_recon", "routing1_recon", "routing3_no_recon", "routing3_recon",
+                            "baseline_cnn"}
+    for name, row in results.items():
+        assert 0.0 <= row["mean"] <= 100.0 and row["runs"] == 1, name
+    assert results["baseline_cnn"]["parameters"] != results["routing3_recon"]["parameters"]
+    assert "0.25" in (tmp_path / "results.md").read_text()
+
+
+def test_capsule_figures_smoke(mnist_dir, tmp_path):
+    run_script("capsule_figures.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir)
+    out = json.loads((tmp_path / "figures.json").read_text())
+    for key in ("perturbations", "couplings", "reconstructions"):
+        pixels = np.asarray(Image.open(out[key]).convert("L"), np.float32)
+        assert pixels.size > 10_000 and pixels.std() > 5.0, key
