@@ -243,7 +243,8 @@ def to_markdown(results: dict) -> str:
             f"| {100 * r['input_pipeline_share']:.2f}% | {r['xla_temp_mib']:.0f} |"
         )
     conv = results["primary_conv_fwd_bwd_sec"]
-    lines += ["", f"Primary conv (9x9 stride 2, {conv['channels']}->{conv['channels']}) forward+backward at batch {conv['batch']}: "
+    channels = conv["channels"]
+    lines += ["", f"Primary conv (9x9 stride 2, {channels}->{channels}) forward+backward at batch {conv['batch']}: "
               f"native {conv['native']:.3f} s, patches {conv['patches']:.3f} s "
               f"(native / patches = {conv['native_over_patches']:.1f}x).", ""]
     lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]

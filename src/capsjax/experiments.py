@@ -97,5 +97,6 @@ def results_table(results: Mapping[str, dict], paper: Mapping[str, float] | None
              "|---|---:|---:|---:|---:|"]
     for name, r in results.items():
         reference = f"{paper[name]:.2f}" if name in paper else "-"
-        lines.append(f"| {name} | {r['mean']:.2f} +- {r['std']:.2f} | {r['runs']} | {r['parameters']:,} | {reference} |")
+        error = f"{r['mean']:.2f} +- {r['std']:.2f}"
+        lines.append(f"| {name} | {error} | {r['runs']} | {r['parameters']:,} | {reference} |")
     return "\n".join(lines) + "\n"
