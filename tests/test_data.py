@@ -86,3 +86,30 @@ def test_prefetch_keeps_order_and_reraises():
 
     with pytest.raises(RuntimeError, match="disk gone"):
         list(prefetch(broken(), lambda x: x))
+
+
+class _FakeBuilder:
+    def __init__(self, prepared):
+        self.prepared = prepared
+        self.downloaded = False
+
+    def is_prepared(self):
+        return self.prepared
+
+    def download_and_prepare(self):
+        self.downloaded = True
+
+
+def test_tfds_offline_fails_fast_with_the_reason(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    builder = _FakeBuilder(prepared=False)
+    fake = types.SimpleNamespace(builder=lambda name: builder)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    monkeypatch.setattr("capsjax.data._online", lambda: False)
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setattr("capsjax.data.SYSTEM_DIR", tmp_path / "system")
+    with pytest.raises(DataNotFoundError, match="not in the tfds cache and the network is unreachable"):
+        load_dataset("kmnist", "test", data_dir=tmp_path)
+    assert not builder.downloaded

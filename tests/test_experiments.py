@@ -37,7 +37,7 @@ def test_budgets():
     with pytest.raises(ValueError, match="budget"):
         budget_config("huge")
     base, seeds = budget_config("reduced")
-    assert len(seeds) >= 3 and base.capsnet.primary_types == 32
+    assert len(seeds) >= 3 and base.data.test_examples is None
 
 
 def test_routing_ablation_smoke(mnist_dir, tmp_path):

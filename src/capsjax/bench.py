@@ -124,6 +124,47 @@ def conv_lowering_benchmark(batch: int, *, repeats: int, channels: int = 256) ->
     return out
 
 
+def step_profile(batch: int, *, repeats: int) -> dict:
+    """Seconds of the parts of a training step at ``batch`` (each jitted alone, forward + backward).
+
+    ``primary_conv`` is the 9x9 stride-2 conv (patches lowering on CPU); ``conv_gemms`` are its three
+    matrix products alone (forward, weight gradient, patch gradient) on precomputed patches, so
+    ``primary_conv - conv_gemms`` is the memory-bound patch gather and its transpose (col2im).
+    ``votes_and_routing`` is ``predict`` + 3 routing iterations; ``routing`` is the routing alone.
+    """
+    key = jax.random.key(0)
+    features = jax.random.normal(key, (batch, 20, 20, 256))
+    kernel = 0.01 * jax.random.normal(key, (9, 9, 256, 256))
+    patches = jax.random.normal(key, (batch * 36, 9 * 9 * 256))
+    grad_out = jax.random.normal(key, (batch * 36, 256))
+    u = 0.1 * jax.random.normal(key, (batch, 1152, 8))
+    W = 0.01 * jax.random.normal(key, (1152, 10, 16, 8))
+
+    def conv_loss(x, k):
+        return jnp.sum(conv2d(x, k, stride=2, lowering=resolve_lowering("auto")) ** 2)
+
+    def gemms(p, k, g):
+        flat = k.reshape(-1, 256)
+        return p @ flat, p.T @ g, g @ flat.T
+
+    def votes_loss(u, W):
+        from capsjax.prediction import predict
+
+        return jnp.sum(jax.vmap(lambda one: dynamic_routing(predict(one, W), num_iters=3).v)(u) ** 2)
+
+    parts = {
+        "primary_conv": (jax.jit(jax.grad(conv_loss, argnums=(0, 1))), (features, kernel)),
+        "conv_gemms": (jax.jit(gemms), (patches, kernel, grad_out)),
+        "votes_and_routing": (jax.jit(jax.grad(votes_loss, argnums=(0, 1))), (u, W)),
+    }
+    out = {}
+    for name, (fn, args) in parts.items():
+        jax.block_until_ready(fn(*args))
+        out[name] = _time(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats=repeats)
+    out["routing"] = routing_benchmark(batch, 1152, 10, 3, repeats=repeats)
+    return out
+
+
 def input_pipeline_seconds(batch: int, *, steps: int) -> float:
     """Host time per batch: shuffle, gather and transfer of uint8 images (what prefetch overlaps)."""
     rng = np.random.default_rng(0)
@@ -196,6 +237,7 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         "num_iters": [(n, routing_benchmark(plan.routing_batch, 1152 if not quick else 72, 10, n, repeats=plan.steps))
                       for n in plan.iters],
     }
+    profile = None if quick else {"batch": 128, **step_profile(128, repeats=plan.steps)}
     conv = conv_lowering_benchmark(plan.conv_batch, repeats=2, channels=32 if quick else 256)
     memory = memory_scaling(plan.memory_batches, **small)
     matmul_after = matmul_gflops(512 if quick else 2048)
@@ -215,6 +257,7 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         "primary_conv_fwd_bwd_sec": {**conv, "batch": plan.conv_batch, "channels": 32 if quick else 256,
                                      "native_over_patches": conv["native"] / conv["patches"]},
         "memory_mib_by_batch": memory,
+        "step_profile_sec": profile,
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     (workdir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -247,6 +290,15 @@ def to_markdown(results: dict) -> str:
     lines += ["", f"Primary conv (9x9 stride 2, {channels}->{channels}) forward+backward at batch {conv['batch']}: "
               f"native {conv['native']:.3f} s, patches {conv['patches']:.3f} s "
               f"(native / patches = {conv['native_over_patches']:.1f}x).", ""]
+    profile = results.get("step_profile_sec")
+    if profile:
+        step = next((r["step_sec"] for r in results["train"] if r["batch"] == profile["batch"]), None)
+        lines += [f"Where a training step's time goes at batch {profile['batch']} (parts jitted alone, "
+                  f"forward + backward; step = {step:.3f} s):", "", "| part | seconds | share of step |",
+                  "|---|---:|---:|"]
+        for name in ("primary_conv", "conv_gemms", "votes_and_routing", "routing"):
+            lines.append(f"| {name} | {profile[name]:.3f} | {100 * profile[name] / step:.0f}% |")
+        lines.append("")
     lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]
     for name, rows in results["routing_sweeps_sec"].items():
         lines.append(f"- {name}: " + ", ".join(f"{n}: {sec * 1e3:.1f} ms" for n, sec in rows))
