@@ -58,3 +58,12 @@ def test_capsule_figures_smoke(mnist_dir, tmp_path):
     for key in ("perturbations", "couplings", "reconstructions"):
         pixels = np.asarray(Image.open(out[key]).convert("L"), np.float32)
         assert pixels.size > 10_000 and pixels.std() > 5.0, key
+
+
+def test_affine_robustness_smoke(mnist_dir, tmp_path):
+    run_script("affine_robustness.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"capsnet", "cnn"}
+    for row in results.values():
+        assert 0 <= row["clean_accuracy"][0] <= 100 and 0 <= row["affine_accuracy"][0] <= 100
+    assert np.asarray(Image.open(tmp_path / "affine_examples.png").convert("L")).std() > 5

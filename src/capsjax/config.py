@@ -20,12 +20,14 @@ from capsjax.models import CapsNetConfig, CNNConfig
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which data to train on. ``None`` counts mean the whole split."""
+    """Which data to train on. ``None`` counts mean the whole split; ``canvas`` > 0 centres the
+    images on a larger black canvas (40 for the affNIST-style experiment)."""
 
     name: str = "mnist"
     train_examples: int | None = None
     test_examples: int | None = None
     max_shift: int = 2
+    canvas: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

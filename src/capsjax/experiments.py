@@ -112,3 +112,22 @@ def results_table(results: Mapping[str, dict], paper: Mapping[str, float] | None
         error = f"{r['mean']:.2f} +- {r['std']:.2f}"
         lines.append(f"| {name} | {error} | {r['runs']} | {r['parameters']:,} | {reference} |")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_runs(variants: Mapping[str, TrainConfig], dataset, *, seeds: Sequence[int], workdir) -> dict:
+    """Accuracy (percent) of every trained ``workdir/<variant>/seed<k>`` run on another test set."""
+    from capsjax.data import eval_batches
+    from capsjax.run import restore_params
+    from capsjax.train import Sharding, evaluate, make_eval_step
+
+    sharding = Sharding.over_local_devices()
+    out = {}
+    for name, config in variants.items():
+        accuracies = []
+        for seed in seeds:
+            _, graphdef, params = restore_params(pathlib.Path(workdir) / name / f"seed{seed}")
+            metrics = evaluate(make_eval_step(graphdef, config), sharding.replicated(params),
+                               eval_batches(dataset, batch_size=config.eval_batch_size), sharding)
+            accuracies.append(100.0 * metrics["accuracy"])
+        out[name] = accuracies
+    return out

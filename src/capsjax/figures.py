@@ -104,3 +104,21 @@ def capsule_figures(workdir, dataset: ArrayDataset, out_dir=None, *, examples: i
         "failures_shown": failures,
         "digits": to_uint8(dataset.images[:examples]).shape[0],
     }
+
+
+def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, columns: int = 8) -> pathlib.Path:
+    """Images with their label and each model's prediction (red when wrong)."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows))
+    for k, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if k >= len(images):
+            continue
+        ax.imshow(np.asarray(images[k])[..., 0], cmap="gray")
+        words = [f"{name}:{int(p[k])}" for name, p in predictions.items()]
+        wrong = any(int(p[k]) != int(labels[k]) for p in predictions.values())
+        ax.set_title(f"label {int(labels[k])}\n" + " ".join(words), fontsize=7, color="red" if wrong else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from capsjax.affine import pad_to_canvas
 from capsjax.checkpoint import Checkpointer
 from capsjax.config import TrainConfig, read_config, save_config
 from capsjax.data import ArrayDataset, eval_batches, load_dataset, prefetch, train_batches
@@ -64,10 +65,17 @@ def _install_signal_handlers(stop: StopRequested):
     return previous
 
 
+def load_split(config: TrainConfig, split: str, data_dir=None) -> ArrayDataset:
+    """One split as the config asks: the first ``*_examples`` images, on ``canvas`` if set."""
+    limit = config.data.train_examples if split == "train" else config.data.test_examples
+    dataset = load_dataset(config.data.name, split, data_dir=data_dir).take(limit)
+    if config.data.canvas:
+        dataset = ArrayDataset(pad_to_canvas(dataset.images, config.data.canvas), dataset.labels, dataset.source)
+    return dataset
+
+
 def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
-    train = load_dataset(config.data.name, "train", data_dir=data_dir).take(config.data.train_examples)
-    test = load_dataset(config.data.name, "test", data_dir=data_dir).take(config.data.test_examples)
-    return train, test
+    return load_split(config, "train", data_dir), load_split(config, "test", data_dir)
 
 
 def _versions() -> dict:
@@ -240,7 +248,7 @@ def evaluate_checkpoint(workdir, *, data_dir=None) -> dict:
     """Test metrics of the latest checkpoint of a run."""
     config, graphdef, params = restore_params(workdir)
     sharding = Sharding.over_local_devices()
-    test_set = load_dataset(config.data.name, "test", data_dir=data_dir).take(config.data.test_examples)
+    test_set = load_split(config, "test", data_dir)
     params = sharding.replicated(params)
     return evaluate(make_eval_step(graphdef, config), params,
                     eval_batches(test_set, batch_size=config.eval_batch_size), sharding)
