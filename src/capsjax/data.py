@@ -41,11 +41,16 @@ class DataNotFoundError(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-    """Images ``[n, height, width, 1]`` uint8 and labels ``[n]`` int32, held in host memory."""
+    """Images ``[n, height, width, 1]`` uint8 and labels ``[n]`` int32, held in host memory.
+
+    Multi-object data (MultiMNIST) has labels ``[n, objects]`` and ``targets [n, objects, height,
+    width, 1]``: each object alone, what the decoder must reconstruct from that object's capsule.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     source: str
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +59,14 @@ class ArrayDataset:
         """The first ``n`` examples (all if None)."""
         if n is None or n >= len(self):
             return self
-        return ArrayDataset(self.images[:n], self.labels[:n], self.source)
+        targets = None if self.targets is None else self.targets[:n]
+        return ArrayDataset(self.images[:n], self.labels[:n], self.source, targets)
+
+    def arrays(self, idx) -> tuple[np.ndarray, ...]:
+        """``(images, labels)`` or ``(images, labels, targets)`` of the examples ``idx``."""
+        if self.targets is None:
+            return self.images[idx], self.labels[idx]
+        return self.images[idx], self.labels[idx], self.targets[idx]
 
 
 def _find_file(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -154,12 +166,12 @@ def train_batches(
     """Shuffled full batches of one epoch, from batch index ``start`` (drops the remainder).
 
     Yields:
-      ``(images [batch, h, w, 1] uint8, labels [batch] int32)``.
+      ``(images [batch, h, w, 1] uint8, labels [batch] int32)``, plus ``targets`` if the dataset has them.
     """
     order = epoch_permutation(len(dataset), seed=seed, epoch=epoch)
     for k in range(start, len(dataset) // batch_size):
         idx = np.sort(order[k * batch_size : (k + 1) * batch_size])
-        yield dataset.images[idx], dataset.labels[idx]
+        yield dataset.arrays(idx)
 
 
 def eval_batches(dataset: ArrayDataset, *, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -171,7 +183,7 @@ def eval_batches(dataset: ArrayDataset, *, batch_size: int) -> Iterator[tuple[np
         pad = batch_size - len(labels)
         if pad:
             images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+            labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], labels.dtype)])
             valid = np.concatenate([valid, np.zeros(pad, bool)])
         yield images, labels, valid
 

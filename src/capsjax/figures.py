@@ -122,3 +122,27 @@ def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, c
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def overlay(image: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """RGB: the input in dim gray, the first reconstruction in red, the second in green."""
+    gray = 0.35 * np.asarray(image, np.float32)[..., 0]
+    red = np.clip(gray + np.asarray(first)[..., 0], 0, 1)
+    green = np.clip(gray + np.asarray(second)[..., 0], 0, 1)
+    return np.stack([red, green, gray], axis=-1)
+
+
+def save_overlay_grid(graphdef, params, dataset: ArrayDataset, path: pathlib.Path) -> pathlib.Path:
+    """MultiMNIST picture: each input (top row) and its two reconstructions, each decoded from one
+    true class capsule, in red and green over the input (bottom row)."""
+    model = nnx.merge(graphdef, params)
+    output = jax.jit(lambda m, x, y: m(to_float(x), y))(model, dataset.images, dataset.labels)
+    recon = np.asarray(output.reconstructions)
+    inputs = np.asarray(to_float(dataset.images))
+    tiles = []
+    columns = 8
+    for start in range(0, len(inputs) - len(inputs) % columns or len(inputs), columns):
+        chunk = range(start, min(start + columns, len(inputs)))
+        tiles += [np.repeat(inputs[k], 3, axis=-1) for k in chunk]
+        tiles += [overlay(inputs[k], recon[k, 0], recon[k, 1]) for k in chunk]
+    return save_png(path, tile(np.stack(tiles), columns=columns), scale=3)

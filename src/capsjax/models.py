@@ -166,7 +166,9 @@ class CapsNet(nnx.Module):
         Args:
           x: images ``[batch, height, width, channels]`` in [0, 1].
           labels: integer classes ``[batch]`` to mask the decoder input with (training); None
-            masks by the longest capsule (evaluation).
+            masks by the longest capsule (evaluation). With ``[batch, objects]`` labels
+            (MultiMNIST) each object's capsule is decoded alone: reconstructions are then
+            ``[batch, objects, height, width, channels]``.
           dropout_key: unused (CapsNet has no dropout); accepted so that models are interchangeable.
 
         Returns:
@@ -175,15 +177,14 @@ class CapsNet(nnx.Module):
         capsules, couplings = self.encode(x)
         lengths = jnp.sqrt(jnp.sum(jnp.square(capsules), axis=-1) + 1e-9)
         if labels is None:
-            mask = length_mask(lengths)
+            reconstructions = self.reconstruct(capsules, length_mask(lengths))
+        elif labels.ndim == 2:
+            reconstructions = jnp.stack(
+                [self.reconstruct(capsules, label_mask(labels[:, k], self.config.num_classes))
+                 for k in range(labels.shape[1])], axis=1)
         else:
-            mask = label_mask(labels, self.config.num_classes)
-        return ModelOutput(
-            lengths=lengths,
-            capsules=capsules,
-            reconstructions=self.reconstruct(capsules, mask),
-            couplings=couplings,
-        )
+            reconstructions = self.reconstruct(capsules, label_mask(labels, self.config.num_classes))
+        return ModelOutput(lengths=lengths, capsules=capsules, reconstructions=reconstructions, couplings=couplings)
 
 
 def count_params(model: nnx.Module) -> int:

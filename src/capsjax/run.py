@@ -68,6 +68,10 @@ def _install_signal_handlers(stop: StopRequested):
 def load_split(config: TrainConfig, split: str, data_dir=None) -> ArrayDataset:
     """One split as the config asks: the first ``*_examples`` images, on ``canvas`` if set."""
     limit = config.data.train_examples if split == "train" else config.data.test_examples
+    if config.data.name == "multimnist":
+        from capsjax.multimnist import load_multimnist
+
+        return load_multimnist(split, data_dir=data_dir, num_examples=limit)
     dataset = load_dataset(config.data.name, split, data_dir=data_dir).take(limit)
     if config.data.canvas:
         dataset = ArrayDataset(pad_to_canvas(dataset.images, config.data.canvas), dataset.labels, dataset.source)
@@ -89,6 +93,10 @@ def _versions() -> dict:
 
 def save_reconstructions(graphdef, params, dataset: ArrayDataset, path: pathlib.Path, *, count: int = 32):
     """PNG grid of the first ``count`` test images over their reconstructions (masked by prediction)."""
+    if dataset.targets is not None:
+        from capsjax.figures import save_overlay_grid
+
+        return save_overlay_grid(graphdef, params, dataset.take(count), path)
     model = nnx.merge(graphdef, params)
     images = dataset.images[:count]
     output = jax.jit(lambda m, x: m(to_float(x)))(model, images)
@@ -165,8 +173,8 @@ def train_and_evaluate(
                 start=step % steps_per_epoch,
             )
             window_start, window_steps = time.perf_counter(), 0
-            for images, labels in prefetch(batches, sharding.batch, size=config.prefetch):
-                state, metrics = train_step(state, images, labels)
+            for batch in prefetch(batches, sharding.batch, size=config.prefetch):
+                state, metrics = train_step(state, *batch)
                 step += 1
                 window_steps += 1
                 for hook in hooks:

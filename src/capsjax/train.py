@@ -71,13 +71,35 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0
 
 
-def compute_losses(output, images, labels, config: LossConfig) -> tuple[jax.Array, dict]:
+def multi_hot(labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[batch, objects]`` class indices -> ``[batch, classes]`` targets (1 for each present class)."""
+    return jnp.clip(jnp.sum(jax.nn.one_hot(labels, num_classes), axis=1), 0.0, 1.0)
+
+
+def correct_predictions(lengths: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per example: the longest capsule is the label; with ``[batch, k]`` labels (MultiMNIST, the
+    paper's rule), the ``k`` longest capsules are exactly the labelled classes."""
+    if labels.ndim == 1:
+        return jnp.argmax(lengths, axis=-1) == labels
+    top = jax.lax.top_k(lengths, labels.shape[1])[1]
+    return jnp.all(multi_hot(top, lengths.shape[-1]) == multi_hot(labels, lengths.shape[-1]), axis=-1)
+
+
+def compute_losses(output, images, labels, config: LossConfig, targets=None) -> tuple[jax.Array, dict]:
     """Mean loss over the batch and its parts.
 
     Cross-entropy when the model gives ``logits`` (the CNN); margin loss on lengths otherwise, plus
     the weighted reconstruction loss when there are reconstructions and ``recon_weight > 0``.
+    With ``[batch, objects]`` labels the margin loss has several present classes and each object's
+    reconstruction is compared with ``targets [batch, objects, h, w, c]`` (that object alone).
     """
-    if output.logits is not None:
+    if labels.ndim == 2:
+        if output.logits is not None:
+            raise ValueError("labels: several objects per image need a capsule model (no softmax classifier)")
+        classes = margin_loss(output.lengths, multi_hot(labels, output.lengths.shape[-1]), m_plus=config.m_plus,
+                              m_minus=config.m_minus, lam=config.lam, reduction=config.margin_reduction)
+        classification = jnp.mean(classes)
+    elif output.logits is not None:
         classification = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(output.logits, labels))
     else:
         classification = jnp.mean(
@@ -88,8 +110,10 @@ def compute_losses(output, images, labels, config: LossConfig) -> tuple[jax.Arra
         )
     reconstruction = jnp.zeros((), jnp.float32)
     if output.reconstructions is not None and config.recon_weight > 0:
-        reconstruction = jnp.mean(reconstruction_loss(images, output.reconstructions, weight=config.recon_weight))
-    accuracy = jnp.mean(jnp.argmax(output.lengths, axis=-1) == labels)
+        wanted = images if targets is None else targets
+        per_object = reconstruction_loss(wanted, output.reconstructions, weight=config.recon_weight)
+        reconstruction = jnp.mean(per_object.reshape(per_object.shape[0], -1).sum(-1))
+    accuracy = jnp.mean(correct_predictions(output.lengths, labels))
     total = classification + reconstruction
     return total, {"loss": total, "class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy}
 
@@ -104,17 +128,19 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     tx = make_optimizer(config.optim)
     schedule = learning_rate_schedule(config.optim)
 
-    def train_step(state: TrainState, images, labels):
+    def train_step(state: TrainState, images, labels, targets=None):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         shift_key, dropout_key = jax.random.split(key)
         images = to_float(images)
-        if config.data.max_shift > 0:
+        if targets is not None:
+            targets = to_float(targets)  # objects were placed by the data generator: no shifts
+        elif config.data.max_shift > 0:
             images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params)
             output = model(images, labels, dropout_key=dropout_key)
-            return compute_losses(output, images, labels, config.loss)
+            return compute_losses(output, images, labels, config.loss, targets)
 
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -131,11 +157,12 @@ def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     def eval_step(params, images, labels, valid):
         images = to_float(images)
         output = nnx.merge(graphdef, params)(images)
-        correct = (jnp.argmax(output.lengths, axis=-1) == labels) & valid
+        correct = correct_predictions(output.lengths, labels) & valid
         if output.logits is not None:
             per_example = optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
         else:
-            per_example = margin_loss(output.lengths, labels, reduction=config.loss.margin_reduction)
+            wanted = multi_hot(labels, output.lengths.shape[-1]) if labels.ndim == 2 else labels
+            per_example = margin_loss(output.lengths, wanted, reduction=config.loss.margin_reduction)
         return {
             "correct": jnp.sum(correct),
             "loss_sum": jnp.sum(jnp.where(valid, per_example, 0.0)),
