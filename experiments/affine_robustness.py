@@ -11,7 +11,6 @@ copy of them (rotation +-20 deg, shear +-0.2, scale 0.8-1.2; see capsjax.affine)
 Writes results.json, results.md and affine_examples.png (test digits with both models' predictions).
 """
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -23,7 +22,7 @@ from flax import nnx
 
 from capsjax.affine import affine_test_set
 from capsjax.data import load_dataset
-from capsjax.experiments import BUDGETS, budget_config, evaluate_runs, run_variants
+from capsjax.experiments import budget_config, evaluate_runs, experiment_parser, run_variants
 from capsjax.figures import plot_predictions
 from capsjax.run import restore_params
 from capsjax.train import to_float
@@ -42,14 +41,9 @@ def variants(base):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", choices=BUDGETS, default="smoke")
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--seeds", type=int, default=1)
-    args = parser.parse_args()
+    args = experiment_parser(__doc__).parse_args()
     workdir = pathlib.Path(args.workdir)
-    base, seeds = budget_config(args.budget, seeds=args.seeds)
+    base, seeds = budget_config(args.budget, seeds=args.seeds or 1)
     table = variants(base)
     clean = run_variants(table, seeds=seeds, workdir=workdir, data_dir=args.data_dir)
     test = load_dataset(base.data.name, "test", data_dir=args.data_dir).take(base.data.test_examples)

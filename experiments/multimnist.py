@@ -12,12 +12,11 @@ Writes results.json, results.md and reconstructions_epoch<N>.png (inputs over th
 reconstructions in red and green) in the run's folder.
 """
 
-import argparse
 import dataclasses
 import json
 import pathlib
 
-from capsjax.experiments import BUDGETS, budget_config, run_variants
+from capsjax.experiments import budget_config, experiment_parser, run_variants
 
 PAPER_ERROR = 5.2
 
@@ -34,13 +33,8 @@ def multimnist_config(base, budget):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", choices=BUDGETS, default="smoke")
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--seeds", type=int, default=1)
-    args = parser.parse_args()
-    base, seeds = budget_config(args.budget, seeds=args.seeds)
+    args = experiment_parser(__doc__).parse_args()
+    base, seeds = budget_config(args.budget, seeds=args.seeds or 1)
     config = multimnist_config(base, args.budget)
     results = run_variants({"capsnet": config}, seeds=seeds, workdir=args.workdir, data_dir=args.data_dir)
     row = results["capsnet"]

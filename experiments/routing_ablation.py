@@ -7,11 +7,10 @@ baseline CNN trained by the same loop on the same budget.
 Writes ``results.json`` and ``results.md`` (mean +- std test error over seeds) in the work directory.
 """
 
-import argparse
 import dataclasses
 
 from capsjax.config import LossConfig
-from capsjax.experiments import BUDGETS, budget_config, run_variants, save_results
+from capsjax.experiments import budget_config, experiment_parser, run_variants, save_results
 
 # Sabour et al. (2017), Table 1 (MNIST test error %, mean over 3 trials); baseline CNN 0.39%.
 PAPER = {"routing1_no_recon": 0.34, "routing1_recon": 0.29, "routing3_no_recon": 0.35, "routing3_recon": 0.25,
@@ -33,11 +32,7 @@ def variants(base, *, with_cnn: bool):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", choices=BUDGETS, default="smoke")
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default: 2 smoke, 3 otherwise)")
+    parser = experiment_parser(__doc__)
     parser.add_argument("--no-cnn", action="store_true", help="skip the baseline CNN")
     parser.add_argument("--cnn-seeds", type=int, help="seeds for the CNN (default: as --seeds)")
     args = parser.parse_args()

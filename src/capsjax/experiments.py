@@ -5,6 +5,7 @@ Used by the paper-reproduction scripts in ``experiments/`` (routing ablation, CN
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import pathlib
@@ -48,6 +49,16 @@ def budget_config(budget: str, *, seeds: int | None = None) -> tuple[TrainConfig
     else:
         raise ValueError(f"budget: expected one of {BUDGETS}, got {budget!r}")
     return base, tuple(range(seeds or default_seeds))
+
+
+def experiment_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every experiment script takes: --budget, --workdir, --data-dir, --seeds."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=BUDGETS, default="smoke")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
+    return parser
 
 
 def summarise(errors: Sequence[float]) -> dict:
