@@ -4,7 +4,16 @@ from capsjax.conv import conv2d
 from capsjax.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
 from capsjax.losses import margin_loss, reconstruction_loss
 from capsjax.masking import label_mask, length_mask, mask_capsules
-from capsjax.models import CapsNet, CapsNetConfig, ModelOutput, RoutingConfig, count_params
+from capsjax.models import (
+    BaselineCNN,
+    CapsNet,
+    CapsNetConfig,
+    CNNConfig,
+    ModelOutput,
+    RoutingConfig,
+    build_model,
+    count_params,
+)
 from capsjax.prediction import predict
 from capsjax.routing import (
     ROUTING_FUNCTIONS,
@@ -18,6 +27,8 @@ from capsjax.squash import safe_norm, squash
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaselineCNN",
+    "CNNConfig",
     "CapsNet",
     "CapsNetConfig",
     "Conv2D",
@@ -28,6 +39,7 @@ __all__ = [
     "RoutedCapsules",
     "RoutingConfig",
     "RoutingResult",
+    "build_model",
     "conv2d",
     "count_params",
     "coupling_coefficients",
