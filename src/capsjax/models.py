@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 from capsjax._checks import check_shape
 from capsjax.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
 from capsjax.masking import label_mask, length_mask
+from capsjax.squash import safe_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +176,7 @@ class CapsNet(nnx.Module):
           :class:`ModelOutput`.
         """
         capsules, couplings = self.encode(x)
-        lengths = jnp.sqrt(jnp.sum(jnp.square(capsules), axis=-1) + 1e-9)
+        lengths = safe_norm(capsules, eps=1e-9)
         if labels is None:
             reconstructions = self.reconstruct(capsules, length_mask(lengths))
         elif labels.ndim == 2:
