@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= experiments/configs/mnist.py
 WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
-DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),../shared/data/mnist,)
+DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,)
 DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 ARGS ?=
 

@@ -113,3 +113,14 @@ def test_tfds_offline_fails_fast_with_the_reason(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="not in the tfds cache and the network is unreachable"):
         load_dataset("kmnist", "test", data_dir=tmp_path)
     assert not builder.downloaded
+
+
+def test_a_folder_named_for_another_dataset_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setattr("capsjax.data.SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr("capsjax.data._load_tfds", lambda name, split: (_ for _ in ()).throw(ImportError()))
+    mnist = write_fake_mnist(tmp_path / "mnist")
+    assert len(load_dataset("mnist", "test", data_dir=mnist)) == 64
+    assert len(load_dataset("mnist", "test", data_dir=tmp_path)) == 64  # parent with mnist/ inside
+    with pytest.raises(DataNotFoundError):
+        load_dataset("fashion_mnist", "test", data_dir=mnist)

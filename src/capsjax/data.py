@@ -82,8 +82,13 @@ def _find_file(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[pathlib.Path]:
     roots = [pathlib.Path(p) for p in (data_dir, os.environ.get("CAPSJAX_DATA_DIR")) if p]
     folders = []
+    other_names = {n for d in DATASETS if d != name for n in (d, d.replace("_", "-"))}
     for root in roots:
-        folders += [root, root / name, root / name.replace("_", "-")]
+        folders += [root / name, root / name.replace("_", "-")]
+        # A folder named after another dataset (e.g. .../mnist when fashion_mnist is asked for)
+        # never stands in for this one.
+        if root.name not in other_names:
+            folders.append(root)
     folders += [SYSTEM_DIR / name, SYSTEM_DIR / name.replace("_", "-")]
     return list(dict.fromkeys(folders))
 
