@@ -103,3 +103,10 @@ def test_sharded_over_two_devices_equals_single_device(tmp_path, fake_data):
     sharded = run_with_devices(2, tmp_path, fake_data)
     for a, b in zip(single, sharded, strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_fresh_run_refuses_a_workdir_with_checkpoints(tmp_path, fake_data):
+    config = tiny_config(epochs=1)
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    with pytest.raises(ValueError, match="already holds a checkpoint .*--resume"):
+        train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)

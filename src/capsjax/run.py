@@ -149,6 +149,10 @@ def train_and_evaluate(
     graphdef, state = init_state(config)
     num_params = count_params(nnx.merge(graphdef, state.params))
     checkpointer = Checkpointer(workdir)
+    if not resume and checkpointer.latest_step() is not None:
+        checkpointer.close()
+        raise ValueError(f"{workdir} already holds a checkpoint (step {checkpointer.latest_step()}): continue it "
+                         "with --resume, or train into a new --workdir")
     if resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
         log.info("resumed from step %d", int(state.step))
