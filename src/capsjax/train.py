@@ -85,29 +85,28 @@ def correct_predictions(lengths: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.all(multi_hot(top, lengths.shape[-1]) == multi_hot(labels, lengths.shape[-1]), axis=-1)
 
 
-def compute_losses(output, images, labels, config: LossConfig, targets=None) -> tuple[jax.Array, dict]:
-    """Mean loss over the batch and its parts.
-
-    Cross-entropy when the model gives ``logits`` (the CNN); margin loss on lengths otherwise, plus
-    the weighted reconstruction loss when there are reconstructions and ``recon_weight > 0``.
-    With ``[batch, objects]`` labels the margin loss has several present classes and each object's
-    reconstruction is compared with ``targets [batch, objects, h, w, c]`` (that object alone).
-    """
+def classification_loss(output, labels, config: LossConfig) -> jax.Array:
+    """Per-example class loss ``[batch]``: cross-entropy when the model gives ``logits`` (the CNN),
+    the margin loss on capsule lengths otherwise (several present classes with ``[batch, objects]``
+    labels)."""
     if labels.ndim == 2:
         if output.logits is not None:
             raise ValueError("labels: several objects per image need a capsule model (no softmax classifier)")
-        classes = margin_loss(output.lengths, multi_hot(labels, output.lengths.shape[-1]), m_plus=config.m_plus,
-                              m_minus=config.m_minus, lam=config.lam, reduction=config.margin_reduction)
-        classification = jnp.mean(classes)
+        labels = multi_hot(labels, output.lengths.shape[-1])
     elif output.logits is not None:
-        classification = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(output.logits, labels))
-    else:
-        classification = jnp.mean(
-            margin_loss(
-                output.lengths, labels, m_plus=config.m_plus, m_minus=config.m_minus, lam=config.lam,
-                reduction=config.margin_reduction,
-            )
-        )
+        return optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
+    return margin_loss(output.lengths, labels, m_plus=config.m_plus, m_minus=config.m_minus, lam=config.lam,
+                       reduction=config.margin_reduction)
+
+
+def compute_losses(output, images, labels, config: LossConfig, targets=None) -> tuple[jax.Array, dict]:
+    """Mean loss over the batch and its parts.
+
+    :func:`classification_loss`, plus the weighted reconstruction loss when there are
+    reconstructions and ``recon_weight > 0``. With ``[batch, objects]`` labels each object's
+    reconstruction is compared with ``targets [batch, objects, h, w, c]`` (that object alone).
+    """
+    classification = jnp.mean(classification_loss(output, labels, config))
     reconstruction = jnp.zeros((), jnp.float32)
     if output.reconstructions is not None and config.recon_weight > 0:
         wanted = images if targets is None else targets
@@ -158,11 +157,7 @@ def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         images = to_float(images)
         output = nnx.merge(graphdef, params)(images)
         correct = correct_predictions(output.lengths, labels) & valid
-        if output.logits is not None:
-            per_example = optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
-        else:
-            wanted = multi_hot(labels, output.lengths.shape[-1]) if labels.ndim == 2 else labels
-            per_example = margin_loss(output.lengths, wanted, reduction=config.loss.margin_reduction)
+        per_example = classification_loss(output, labels, config.loss)
         return {
             "correct": jnp.sum(correct),
             "loss_sum": jnp.sum(jnp.where(valid, per_example, 0.0)),
