@@ -108,5 +108,7 @@ def test_sharded_over_two_devices_equals_single_device(tmp_path, fake_data):
 def test_fresh_run_refuses_a_workdir_with_checkpoints(tmp_path, fake_data):
     config = tiny_config(epochs=1)
     train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    saved_config = (tmp_path / "config.json").read_text()
     with pytest.raises(ValueError, match="already holds a checkpoint .*--resume"):
-        train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+        train_and_evaluate(tiny_config(epochs=2), tmp_path, data_dir=fake_data, progress=False)
+    assert (tmp_path / "config.json").read_text() == saved_config  # the refused run changed nothing

@@ -132,6 +132,12 @@ def train_and_evaluate(
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(workdir)
+    if not resume and checkpointer.latest_step() is not None:
+        step = checkpointer.latest_step()
+        checkpointer.close()
+        raise ValueError(f"{workdir} already holds a checkpoint (step {step}): continue it "
+                         "with --resume, or train into a new --workdir")
     config_path = workdir / "config.json"
     if resume and config_path.exists() and read_config(config_path) != config:
         log.warning("resuming with a config that differs from %s; the new one is used", config_path)
@@ -148,11 +154,6 @@ def train_and_evaluate(
 
     graphdef, state = init_state(config)
     num_params = count_params(nnx.merge(graphdef, state.params))
-    checkpointer = Checkpointer(workdir)
-    if not resume and checkpointer.latest_step() is not None:
-        checkpointer.close()
-        raise ValueError(f"{workdir} already holds a checkpoint (step {checkpointer.latest_step()}): continue it "
-                         "with --resume, or train into a new --workdir")
     if resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
         log.info("resumed from step %d", int(state.step))
