@@ -73,7 +73,10 @@ def test_multimnist_smoke(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSJAX_CACHE_DIR", str(tmp_path / "cache"))
     run_script("multimnist.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert 0.0 <= results["capsnet"]["mean"] <= 100.0
+    assert set(results) == {"capsnet", "cnn"}
+    for row in results.values():
+        assert 0.0 <= row["mean"] <= 100.0 and row["runs"] == 1
+    assert results["cnn"]["parameters"] != results["capsnet"]["parameters"]
     picture = np.asarray(Image.open(tmp_path / "capsnet" / "seed0" / "reconstructions_epoch1.png").convert("RGB"))
     assert picture.shape[-1] == 3 and picture.std() > 5
     assert len(list((tmp_path / "cache").glob("multimnist_*.npz"))) == 2

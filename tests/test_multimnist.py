@@ -1,13 +1,16 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from capsjax import CapsNet, CapsNetConfig
-from capsjax.config import LossConfig
+from capsjax.config import DataConfig, LossConfig
 from capsjax.data import ArrayDataset
+from capsjax.models import CNNConfig, ModelOutput
 from capsjax.multimnist import load_multimnist, make_multimnist, place
-from capsjax.train import compute_losses, correct_predictions
+from capsjax.train import classification_loss, compute_losses, correct_predictions, init_state, make_train_step
+from helpers import tiny_config
 
 
 def fake_mnist(n=40):
@@ -65,3 +68,29 @@ def test_two_label_model_and_losses():
     expected_recon = 0.0005 * np.mean(np.sum(np.asarray(out.reconstructions) ** 2, axis=(1, 2, 3, 4)))
     np.testing.assert_allclose(parts["recon_loss"], expected_recon, rtol=1e-5)
     assert np.isfinite(float(total))
+
+
+def test_two_label_cnn_loss_is_per_class_sigmoid_cross_entropy():
+    logits = jnp.array([[2.0, -1.0, 0.0], [0.0, 0.0, 0.0]])
+    labels = jnp.array([[0, 2], [1, 0]])
+    output = ModelOutput(lengths=jax.nn.softmax(logits), logits=logits)
+    per_example = classification_loss(output, labels, LossConfig())
+
+    def bce(z, present):  # -log sigmoid(z) for a present class, -log(1 - sigmoid(z)) for an absent one
+        return np.log1p(np.exp(-z)) if present else np.log1p(np.exp(z))
+
+    expected = [bce(2.0, 1) + bce(-1.0, 0) + bce(0.0, 1), bce(0.0, 1) + bce(0.0, 1) + bce(0.0, 0)]
+    np.testing.assert_allclose(per_example, expected, rtol=1e-5)
+
+
+def test_cnn_trains_on_two_labels():
+    config = tiny_config(model="cnn", cnn=CNNConfig(image_shape=(36, 36, 1), conv_channels=(4, 4, 2), hidden=(16,)),
+                         data=DataConfig(name="multimnist", max_shift=0))
+    graphdef, state = init_state(config)
+    step = make_train_step(graphdef, config)
+    data = make_multimnist(fake_mnist(), num_examples=32, seed=0)
+    losses = []
+    for _ in range(6):
+        state, metrics = step(state, data.images, data.labels, data.targets)
+        losses.append(float(metrics["class_loss"]))
+    assert losses[-1] < losses[0] and metrics["recon_loss"] == 0.0

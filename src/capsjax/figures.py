@@ -132,11 +132,14 @@ def overlay(image: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndar
     return np.stack([red, green, gray], axis=-1)
 
 
-def save_overlay_grid(graphdef, params, dataset: ArrayDataset, path: pathlib.Path) -> pathlib.Path:
+def save_overlay_grid(graphdef, params, dataset: ArrayDataset, path: pathlib.Path) -> pathlib.Path | None:
     """MultiMNIST picture: each input (top row) and its two reconstructions, each decoded from one
-    true class capsule, in red and green over the input (bottom row)."""
+    true class capsule, in red and green over the input (bottom row). None for a model without a
+    decoder."""
     model = nnx.merge(graphdef, params)
     output = jax.jit(lambda m, x, y: m(to_float(x), y))(model, dataset.images, dataset.labels)
+    if output.reconstructions is None:
+        return None
     recon = np.asarray(output.reconstructions)
     inputs = np.asarray(to_float(dataset.images))
     tiles = []

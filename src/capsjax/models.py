@@ -72,12 +72,15 @@ class ModelOutput(NamedTuple):
 
     Attributes:
       lengths: class scores ``[batch, classes]`` (capsule lengths for CapsNet, in [0, 1);
-        softmax probabilities for the CNN). The prediction is their argmax.
+        softmax probabilities for the CNN). The prediction is their argmax (their top ``k`` for
+        images holding ``k`` objects; softmax keeps the logits' order, so the top ``k`` are the
+        same whichever cross-entropy trained the CNN).
       capsules: class capsules ``[batch, classes, dim]`` (None for the CNN).
       reconstructions: ``[batch, height, width, channels]`` (None without a decoder).
       couplings: routing coefficients ``[batch, in_caps, classes]`` (None for the CNN).
-      logits: pre-softmax scores ``[batch, classes]`` of a softmax classifier (None for CapsNet);
-        when present, training uses cross-entropy on them instead of the margin loss.
+      logits: unnormalised scores ``[batch, classes]`` of a classifier (None for CapsNet); when
+        present, training uses cross-entropy on them instead of the margin loss (softmax for one
+        label per image, per-class sigmoid for several; see ``capsjax.train.classification_loss``).
     """
 
     lengths: Float[Array, "batch classes"]
@@ -194,7 +197,8 @@ def count_params(model: nnx.Module) -> int:
 
 
 class BaselineCNN(nnx.Module):
-    """The paper's baseline CNN (Sabour et al. 2017, sec. 5), trained with softmax cross-entropy.
+    """The paper's baseline CNN (Sabour et al. 2017, sec. 5), trained with cross-entropy (softmax
+    for one label per image, per-class sigmoid for MultiMNIST's two).
 
     Example:
       >>> from flax import nnx

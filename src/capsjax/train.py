@@ -86,13 +86,18 @@ def correct_predictions(lengths: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def classification_loss(output, labels, config: LossConfig) -> jax.Array:
-    """Per-example class loss ``[batch]``: cross-entropy when the model gives ``logits`` (the CNN),
-    the margin loss on capsule lengths otherwise (several present classes with ``[batch, objects]``
-    labels)."""
+    """Per-example class loss ``[batch]``.
+
+    A model with ``logits`` (the CNN) gets softmax cross-entropy for one label per image, and for
+    several (``[batch, objects]`` labels, MultiMNIST) a sigmoid cross-entropy per class summed over
+    the classes, since the present classes are not mutually exclusive. A capsule model gets the
+    margin loss on its capsule lengths, with every labelled class present.
+    """
     if labels.ndim == 2:
+        present = multi_hot(labels, output.lengths.shape[-1])
         if output.logits is not None:
-            raise ValueError("labels: several objects per image need a capsule model (no softmax classifier)")
-        labels = multi_hot(labels, output.lengths.shape[-1])
+            return jnp.sum(optax.sigmoid_binary_cross_entropy(output.logits, present), axis=-1)
+        labels = present
     elif output.logits is not None:
         return optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
     return margin_loss(output.lengths, labels, m_plus=config.m_plus, m_minus=config.m_minus, lam=config.lam,
