@@ -63,10 +63,15 @@ def test_capsule_figures_smoke(mnist_dir, tmp_path):
 def test_affine_robustness_smoke(mnist_dir, tmp_path):
     run_script("affine_robustness.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"capsnet", "cnn"}
-    for row in results.values():
-        assert 0 <= row["clean_accuracy"][0] <= 100 and 0 <= row["affine_accuracy"][0] <= 100
-    assert np.asarray(Image.open(tmp_path / "affine_examples.png").convert("L")).std() > 5
+    assert set(results["parameters"]) == {"capsnet", "cnn"}
+    seed = results["per_seed"][0]
+    for name in ("capsnet", "cnn"):
+        # 4 steps per epoch, evaluated 4 times per epoch: every step checkpointed and tested on both sets
+        assert sorted(seed[name]["clean"]) == sorted(seed[name]["affine"]) == ["1", "2", "3", "4"]
+        assert seed[name]["matched"]["step"] in (1, 2, 3, 4) and seed[name]["final"]["step"] == 4
+        assert all(0 <= a <= 100 for a in seed[name]["affine"].values())
+    for picture in ("affine_examples.png", "affine_vs_clean.png"):
+        assert np.asarray(Image.open(tmp_path / picture).convert("L")).std() > 5, picture
 
 
 def test_multimnist_smoke(mnist_dir, tmp_path, monkeypatch):
@@ -80,3 +85,13 @@ def test_multimnist_smoke(mnist_dir, tmp_path, monkeypatch):
     picture = np.asarray(Image.open(tmp_path / "capsnet" / "seed0" / "reconstructions_epoch1.png").convert("RGB"))
     assert picture.shape[-1] == 3 and picture.std() > 5
     assert len(list((tmp_path / "cache").glob("multimnist_*.npz"))) == 2
+
+
+def test_match_accuracy_takes_the_level_every_model_reached():
+    from capsjax.experiments import match_accuracy
+
+    target, steps = match_accuracy({"strong": {1: 0.5, 2: 0.9, 3: 0.9, 4: 0.99}, "weak": {1: 0.6, 2: 0.92, 3: 0.8}})
+    assert target == 0.92  # the weak model's best, not its last
+    assert steps == {"strong": 2, "weak": 2}  # strong: 0.9 at steps 2 and 3 tie; the earlier wins
+    with pytest.raises(ValueError, match="histories"):
+        match_accuracy({"a": {}})

@@ -112,3 +112,19 @@ def test_fresh_run_refuses_a_workdir_with_checkpoints(tmp_path, fake_data):
     with pytest.raises(ValueError, match="already holds a checkpoint .*--resume"):
         train_and_evaluate(tiny_config(epochs=2), tmp_path, data_dir=fake_data, progress=False)
     assert (tmp_path / "config.json").read_text() == saved_config  # the refused run changed nothing
+
+
+def test_evaluations_within_an_epoch_are_logged_and_checkpointed(tmp_path, fake_data):
+    from capsjax.experiments import accuracy_history
+    from capsjax.run import restore_params
+
+    config = tiny_config(epochs=1, eval_every_steps=2, keep_checkpoints=None, checkpoint_every_steps=1000)
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)  # 6 steps per epoch
+    history = accuracy_history(tmp_path)
+    assert sorted(history) == [2, 4, 6] and all(0.0 <= a <= 1.0 for a in history.values())
+    assert Checkpointer(tmp_path).all_steps() == [2, 4, 6]
+    _, _, early = restore_params(tmp_path, step=2)
+    _, _, last = restore_params(tmp_path, step=6)
+    assert not np.allclose(early["conv"]["kernel"].value, last["conv"]["kernel"].value)
+    with pytest.raises(FileNotFoundError, match="step 5"):
+        restore_params(tmp_path, step=5)

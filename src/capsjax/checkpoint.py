@@ -9,9 +9,10 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Save and restore a pytree under ``workdir/checkpoints/<step>``, keeping the newest ``keep``."""
+    """Save and restore a pytree under ``workdir/checkpoints/<step>``, keeping the newest ``keep``
+    (every one with ``keep=None``)."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, keep: int = 2):
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int | None = 2):
         directory = (pathlib.Path(workdir) / "checkpoints").absolute()
         self.manager = ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
@@ -19,6 +20,9 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, *, wait: bool = False) -> None:
         """Save ``state`` as ``step`` (asynchronously unless ``wait``); an existing step is kept."""
@@ -33,6 +37,9 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
+        if step not in self.manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint of step {step} in {self.manager.directory}; "
+                                    f"it holds steps {self.all_steps()}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 

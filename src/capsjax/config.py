@@ -66,6 +66,10 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     checkpoint_every_steps: int = 500
+    # Also evaluate on the test split (and checkpoint) every this many steps, besides each epoch's end.
+    eval_every_steps: int | None = None
+    # Checkpoints kept in the work directory (the newest ones); None keeps every one.
+    keep_checkpoints: int | None = 2
     log_every_steps: int = 50
     prefetch: int = 2
 

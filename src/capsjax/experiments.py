@@ -125,20 +125,50 @@ def results_table(results: Mapping[str, dict], paper: Mapping[str, float] | None
     return "\n".join(lines) + "\n"
 
 
-def evaluate_runs(variants: Mapping[str, TrainConfig], dataset, *, seeds: Sequence[int], workdir) -> dict:
-    """Accuracy (percent) of every trained ``workdir/<variant>/seed<k>`` run on another test set."""
+def accuracy_history(run_dir) -> dict[int, float]:
+    """``{step: test accuracy}`` of every evaluation a run logged (the last record of a step wins,
+    as a resumed run may log a step twice)."""
+    from capsjax.metrics import read_metrics
+
+    return {int(r["step"]): r["test/accuracy"] for r in read_metrics(pathlib.Path(run_dir) / "metrics.jsonl")
+            if "test/accuracy" in r}
+
+
+def match_accuracy(histories: Mapping[str, Mapping[int, float]]) -> tuple[float, dict[str, int]]:
+    """Early stopping at a common accuracy: the point where several models are equally good.
+
+    The target is the lowest of the models' best accuracies (the level every model reached); each
+    model gets its evaluated step whose accuracy is closest to it, the earliest on a tie.
+
+    Args:
+      histories: per model, ``{step: accuracy}`` (see :func:`accuracy_history`).
+
+    Returns:
+      ``(target, {model: step})``.
+
+    Example:
+      >>> match_accuracy({"a": {10: 0.90, 20: 0.97, 30: 0.98}, "b": {10: 0.93, 20: 0.96}})
+      (0.96, {'a': 20, 'b': 20})
+    """
+    if not histories or not all(histories.values()):
+        raise ValueError("histories: every model needs at least one evaluated step")
+    target = min(max(history.values()) for history in histories.values())
+    steps = {name: min(history, key=lambda step: (abs(history[step] - target), step))
+             for name, history in histories.items()}
+    return target, steps
+
+
+def evaluate_checkpoints(run_dir, dataset, steps: Sequence[int]) -> dict[int, float]:
+    """``{step: accuracy %}`` of a run's checkpoints ``steps`` on ``dataset``."""
     from capsjax.data import eval_batches
     from capsjax.run import restore_params
     from capsjax.train import Sharding, evaluate, make_eval_step
 
     sharding = Sharding.over_local_devices()
     out = {}
-    for name, config in variants.items():
-        accuracies = []
-        for seed in seeds:
-            _, graphdef, params = restore_params(pathlib.Path(workdir) / name / f"seed{seed}")
-            metrics = evaluate(make_eval_step(graphdef, config), sharding.replicated(params),
-                               eval_batches(dataset, batch_size=config.eval_batch_size), sharding)
-            accuracies.append(100.0 * metrics["accuracy"])
-        out[name] = accuracies
+    for step in steps:
+        config, graphdef, params = restore_params(run_dir, step=step)
+        metrics = evaluate(make_eval_step(graphdef, config), sharding.replicated(params),
+                           eval_batches(dataset, batch_size=config.eval_batch_size), sharding)
+        out[int(step)] = 100.0 * metrics["accuracy"]
     return out

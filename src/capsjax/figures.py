@@ -124,6 +124,26 @@ def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, c
     return path
 
 
+def plot_accuracy_pairs(curves: dict, path: pathlib.Path, *, target: float | None = None,
+                        xlabel: str = "clean test accuracy %", ylabel: str = "transformed test accuracy %"
+                        ) -> pathlib.Path:
+    """One line per model through its checkpoints: ``curves[name] = (x accuracies, y accuracies)``
+    in percent, in training order; a dotted line marks ``target`` (the matched x accuracy)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, marker="o", markersize=3, label=name)
+    if target is not None:
+        ax.axvline(target, color="gray", linestyle=":", label=f"matched at {target:.2f}%")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def overlay(image: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """RGB: the input in dim gray, the first reconstruction in red, the second in green."""
     gray = 0.35 * np.asarray(image, np.float32)[..., 0]

@@ -5,7 +5,8 @@
     config.json            the resolved TrainConfig
     metrics.jsonl          one JSON record per logged step and per evaluation
     tensorboard/           the same metrics as TensorBoard event files
-    checkpoints/<step>/    orbax checkpoints (every checkpoint_every_steps, each epoch, on SIGINT/SIGTERM)
+    checkpoints/<step>/    orbax checkpoints (every checkpoint_every_steps and eval_every_steps, each
+                           epoch, on SIGINT/SIGTERM; the newest keep_checkpoints of them)
     reconstructions_epoch<N>.png   test digits (odd rows) and their reconstructions (even rows)
     summary.json           test accuracy, error %, epochs, wall time, examples/s, parameters, versions
 """
@@ -132,7 +133,7 @@ def train_and_evaluate(
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    checkpointer = Checkpointer(workdir)
+    checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
     if not resume and checkpointer.latest_step() is not None:
         step = checkpointer.latest_step()
         checkpointer.close()
@@ -168,6 +169,14 @@ def train_and_evaluate(
     start_time = time.perf_counter()
     trained_examples, train_seconds = 0, 0.0
     test_metrics: dict = {}
+
+    def test_now() -> dict:
+        checkpointer.save(step, state)
+        metrics = evaluate(eval_step, state.params, eval_batches(test_set, batch_size=config.eval_batch_size),
+                           sharding)
+        writer.write_scalars(step, metrics, prefix="test/")
+        return metrics
+
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     try:
         while step < total_steps and not stop:
@@ -200,12 +209,11 @@ def train_and_evaluate(
                     checkpointer.save(step, state)
                 if stop or step % steps_per_epoch == 0:
                     break
+                if config.eval_every_steps and step % config.eval_every_steps == 0:
+                    accuracy = test_now()["accuracy"]
+                    bar.set_postfix_str(f"test accuracy {100 * accuracy:.2f}% at step {step}")
             if step % steps_per_epoch == 0:
-                checkpointer.save(step, state)
-                test_metrics = evaluate(
-                    eval_step, state.params, eval_batches(test_set, batch_size=config.eval_batch_size), sharding
-                )
-                writer.write_scalars(step, test_metrics, prefix="test/")
+                test_metrics = test_now()
                 save_reconstructions(graphdef, state.params, test_set,
                                      workdir / f"reconstructions_epoch{step // steps_per_epoch}.png")
                 bar.write(f"epoch {step // steps_per_epoch}: test accuracy {100 * test_metrics['accuracy']:.2f}% "
@@ -242,16 +250,16 @@ def train_and_evaluate(
     return summary
 
 
-def restore_params(workdir: str | pathlib.Path):
-    """``(config, graphdef, params)`` of the latest checkpoint in a run's work directory."""
+def restore_params(workdir: str | pathlib.Path, *, step: int | None = None):
+    """``(config, graphdef, params)`` of checkpoint ``step`` (default: the latest) of a run's work directory."""
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"{workdir} is not a capsjax work directory (no config.json)")
     config = read_config(workdir / "config.json")
     graphdef, state = init_state(config)
-    checkpointer = Checkpointer(workdir)
+    checkpointer = Checkpointer(workdir, keep=None)  # reading must never prune a run's checkpoints
     try:
-        state = checkpointer.restore(state)
+        state = checkpointer.restore(state, step)
     finally:
         checkpointer.close()
     return config, graphdef, state.params
