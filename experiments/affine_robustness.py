@@ -110,8 +110,9 @@ def main():
     first = per_seed[0]
     curves = {name: ([first[name]["clean"][s] for s in sorted(first[name]["clean"])],
                      [first[name]["affine"][s] for s in sorted(first[name]["clean"])]) for name in table}
+    matched = {name: (first[name]["matched"]["clean"], first[name]["matched"]["affine"]) for name in table}
     plot_accuracy_pairs(curves, workdir / "affine_vs_clean.png", target=first["target_clean_accuracy"],
-                        ylabel="affine test accuracy %")
+                        marked=matched, ylabel="affine test accuracy %")
     images, predictions = affine.images[:24], {}
     for name in table:
         _, graphdef, params = restore_params(workdir / name / f"seed{seeds[0]}", step=first[name]["matched"]["step"])

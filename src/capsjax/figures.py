@@ -124,18 +124,23 @@ def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, c
     return path
 
 
-def plot_accuracy_pairs(curves: dict, path: pathlib.Path, *, target: float | None = None,
+def plot_accuracy_pairs(curves: dict, path: pathlib.Path, *, target: float | None = None, marked=None,
                         xlabel: str = "clean test accuracy %", ylabel: str = "transformed test accuracy %"
                         ) -> pathlib.Path:
     """One line per model through its checkpoints: ``curves[name] = (x accuracies, y accuracies)``
-    in percent, in training order; a dotted line marks ``target`` (the matched x accuracy)."""
+    in percent, in training order; a dotted line marks ``target`` (the matched x accuracy) and a
+    star each model's point in ``marked[name] = (x, y)``."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for name, (x, y) in curves.items():
-        ax.plot(x, y, marker="o", markersize=3, label=name)
+        line, = ax.plot(x, y, marker="o", markersize=3, label=name)
+        if marked and name in marked:
+            ax.plot(*marked[name], marker="*", markersize=14, color=line.get_color(), linestyle="none")
     if target is not None:
         ax.axvline(target, color="gray", linestyle=":", label=f"matched at {target:.2f}%")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if marked:
+        ax.set_title("checkpoints through training; stars: the matched ones", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
