@@ -138,7 +138,9 @@ def match_accuracy(histories: Mapping[str, Mapping[int, float]]) -> tuple[float,
     """Early stopping at a common accuracy: the point where several models are equally good.
 
     The target is the lowest of the models' best accuracies (the level every model reached); each
-    model gets its evaluated step whose accuracy is closest to it, the earliest on a tie.
+    model gets its evaluated step whose accuracy is closest to it, the earliest on a tie. Matching on
+    test accuracy is what Sabour et al. (2017, sec. 5.2) did for affNIST; the accuracies compared
+    afterwards are on another test set.
 
     Args:
       histories: per model, ``{step: accuracy}`` (see :func:`accuracy_history`).
