@@ -1,10 +1,9 @@
 """Affine robustness (Sabour et al. 2017, sec. 5.2, the affNIST experiment).
 
 CapsNet and the baseline CNN are trained on MNIST centred on a 40x40 canvas with only +-2 px random
-shifts, evaluated on the clean test digits four times per epoch (every 5 epochs at full budget),
-a checkpoint kept at each,
-and every checkpoint is then tested on a fixed, seeded affine-transformed copy of the test digits
-(rotation +-20 deg, shear +-0.2, scale 0.8-1.2; see capsjax.affine). As in the paper, the two
+shifts and evaluated on the clean test digits four times per epoch (every 5 epochs at full budget),
+keeping a checkpoint at each; every checkpoint is then tested on a fixed, seeded affine-transformed
+copy of the test digits (rotation +-20 deg, shear +-0.2, scale 0.8-1.2; see capsjax.affine). As in the paper, the two
 models are compared at the same clean accuracy: the lower of the two models' best clean
 accuracies, each model early-stopped at its checkpoint closest to it (capsjax.experiments.
 match_accuracy). The paper: 79% (CapsNet) vs 66% (CNN) on affNIST at 99.23% / 99.22% clean.
