@@ -89,6 +89,22 @@ def table_lines(per_seed, parameters, header) -> list[str]:
     return lines
 
 
+def save_figures(workdir, first, table, affine, *, seed) -> None:
+    """affine_vs_clean.png and affine_examples.png for one seed's :func:`compare_seed` result."""
+    order = {name: sorted(first[name]["clean"], key=int) for name in table}  # JSON keys are strings
+    curves = {name: ([first[name]["clean"][s] for s in order[name]], [first[name]["affine"][s] for s in order[name]])
+              for name in table}
+    matched = {name: (first[name]["matched"]["clean"], first[name]["matched"]["affine"]) for name in table}
+    plot_accuracy_pairs(curves, workdir / "affine_vs_clean.png", target=first["target_clean_accuracy"],
+                        marked=matched, ylabel="affine test accuracy %")
+    images, predictions = affine.images[:24], {}
+    for name in table:
+        _, graphdef, params = restore_params(workdir / name / f"seed{seed}", step=first[name]["matched"]["step"])
+        lengths = jax.jit(lambda m, x: m(to_float(x)).lengths)(nnx.merge(graphdef, params), images)
+        predictions[name] = np.asarray(lengths).argmax(-1)
+    plot_predictions(images, affine.labels[:24], predictions, workdir / "affine_examples.png")
+
+
 def main():
     args = experiment_parser(__doc__).parse_args()
     workdir = pathlib.Path(args.workdir)
@@ -108,18 +124,7 @@ def main():
     lines = table_lines(per_seed, parameters, header)
     (workdir / "results.md").write_text("\n".join(lines) + "\n")
 
-    first = per_seed[0]
-    curves = {name: ([first[name]["clean"][s] for s in sorted(first[name]["clean"])],
-                     [first[name]["affine"][s] for s in sorted(first[name]["clean"])]) for name in table}
-    matched = {name: (first[name]["matched"]["clean"], first[name]["matched"]["affine"]) for name in table}
-    plot_accuracy_pairs(curves, workdir / "affine_vs_clean.png", target=first["target_clean_accuracy"],
-                        marked=matched, ylabel="affine test accuracy %")
-    images, predictions = affine.images[:24], {}
-    for name in table:
-        _, graphdef, params = restore_params(workdir / name / f"seed{seeds[0]}", step=first[name]["matched"]["step"])
-        lengths = jax.jit(lambda m, x: m(to_float(x)).lengths)(nnx.merge(graphdef, params), images)
-        predictions[name] = np.asarray(lengths).argmax(-1)
-    plot_predictions(images, affine.labels[:24], predictions, workdir / "affine_examples.png")
+    save_figures(workdir, per_seed[0], table, affine, seed=seeds[0])
     print("\n".join(lines))
 
 

@@ -160,15 +160,17 @@ def match_accuracy(histories: Mapping[str, Mapping[int, float]]) -> tuple[float,
     return target, steps
 
 
-def evaluate_checkpoints(run_dir, dataset, steps: Sequence[int]) -> dict[int, float]:
+def evaluate_checkpoints(run_dir, dataset, steps: Sequence[int], *, progress: bool = True) -> dict[int, float]:
     """``{step: accuracy %}`` of a run's checkpoints ``steps`` on ``dataset``."""
+    from tqdm.auto import tqdm
+
     from capsjax.data import eval_batches
     from capsjax.run import restore_params
     from capsjax.train import Sharding, evaluate, make_eval_step
 
     sharding = Sharding.over_local_devices()
     out = {}
-    for step in steps:
+    for step in tqdm(steps, desc=f"testing {run_dir} on {dataset.source}", unit="checkpoint", disable=not progress):
         config, graphdef, params = restore_params(run_dir, step=step)
         metrics = evaluate(make_eval_step(graphdef, config), sharding.replicated(params),
                            eval_batches(dataset, batch_size=config.eval_batch_size), sharding)

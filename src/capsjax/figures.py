@@ -125,24 +125,34 @@ def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, c
 
 
 def plot_accuracy_pairs(curves: dict, path: pathlib.Path, *, target: float | None = None, marked=None,
-                        xlabel: str = "clean test accuracy %", ylabel: str = "transformed test accuracy %"
-                        ) -> pathlib.Path:
+                        xlabel: str = "clean test accuracy %", ylabel: str = "transformed test accuracy %",
+                        zoom: float = 3.0) -> pathlib.Path:
     """One line per model through its checkpoints: ``curves[name] = (x accuracies, y accuracies)``
     in percent, in training order; a dotted line marks ``target`` (the matched x accuracy) and a
-    star each model's point in ``marked[name] = (x, y)``."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    for name, (x, y) in curves.items():
-        line, = ax.plot(x, y, marker="o", markersize=3, label=name)
-        if marked and name in marked:
-            ax.plot(*marked[name], marker="*", markersize=14, color=line.get_color(), linestyle="none")
-    if target is not None:
-        ax.axvline(target, color="gray", linestyle=":", label=f"matched at {target:.2f}%")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if marked:
-        ax.set_title("checkpoints through training; stars: the matched ones", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    star each model's point in ``marked[name] = (x, y)``. With a ``target``, a second panel shows
+    the ``zoom`` points of x below it and everything above, where the comparison is made."""
+    panels = 2 if target is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 4.0), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        for name, (x, y) in curves.items():
+            line, = ax.plot(x, y, marker="o", markersize=3, label=name)
+            if marked and name in marked:
+                ax.plot(*marked[name], marker="*", markersize=14, color=line.get_color(), linestyle="none")
+        if target is not None:
+            ax.axvline(target, color="gray", linestyle=":", label=f"matched at {target:.2f}%")
+        if k == 1:
+            low = target - zoom
+            high = max(max(x) for x, _ in curves.values()) + 0.2
+            near = [yi for x, y in curves.values() for xi, yi in zip(x, y, strict=True) if xi >= low]
+            ax.set_xlim(low, high)
+            ax.set_ylim(min(near) - 0.5, max(near) + 0.5)
+            ax.set_title("near the matched accuracy", fontsize=9)
+        elif marked:
+            ax.set_title("checkpoints through training; stars: the matched ones", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
