@@ -2,8 +2,9 @@
 
 Command:  apt-get install dataset-fashion-mnist   # files land in /usr/share/datasets/fashion-mnist/
           capsjax train --config experiments/configs/fashion_mnist.py --workdir runs/fashion_mnist
-Expected: roughly 90% test accuracy after 1 epoch (~8 minutes on 2 CPU cores), going by
-published CapsNet results on Fashion-MNIST (~93% after full training); not yet measured here.
+Measured: 85.10% test accuracy (10,000 images) after this 1 epoch, 481 s on a 2-core AMD EPYC
+(seed 0, 133 train images/s). Published CapsNet results on Fashion-MNIST are ~93% after full
+training; one epoch is far from that.
 """
 
 import dataclasses
