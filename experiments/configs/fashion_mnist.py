@@ -2,7 +2,7 @@
 
 Command:  apt-get install dataset-fashion-mnist   # files land in /usr/share/datasets/fashion-mnist/
           capsjax train --config experiments/configs/fashion_mnist.py --workdir runs/fashion_mnist
-Measured: 85.10% test accuracy (10,000 images) after this 1 epoch, 481 s on a 2-core AMD EPYC
+Expected: 85.10% test accuracy (10,000 images) after this 1 epoch, as measured in 481 s on a 2-core AMD EPYC
 (seed 0, 133 train images/s). Published CapsNet results on Fashion-MNIST are ~93% after full
 training; one epoch is far from that.
 """
