@@ -61,16 +61,17 @@ def test_capsule_figures_smoke(mnist_dir, tmp_path):
 
 
 def test_affine_robustness_smoke(mnist_dir, tmp_path):
-    run_script("affine_robustness.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["parameters"]) == {"capsnet", "cnn"}
+    run_script("affine_robustness.py", "--budget", "smoke", "--workdir", tmp_path, "--data-dir", mnist_dir,
+               "--translation", "4")
+    results = json.loads((tmp_path / "results_translation4.json").read_text())
+    assert set(results["parameters"]) == {"capsnet", "cnn"} and results["translation"] == 4.0
     seed = results["per_seed"][0]
     for name in ("capsnet", "cnn"):
         # 4 steps per epoch, evaluated 4 times per epoch: every step checkpointed and tested on both sets
         assert sorted(seed[name]["clean"]) == sorted(seed[name]["affine"]) == ["1", "2", "3", "4"]
         assert seed[name]["matched"]["step"] in (1, 2, 3, 4) and seed[name]["final"]["step"] == 4
         assert all(0 <= a <= 100 for a in seed[name]["affine"].values())
-    for picture in ("affine_examples.png", "affine_vs_clean.png"):
+    for picture in ("affine_examples_translation4.png", "affine_vs_clean_translation4.png"):
         assert np.asarray(Image.open(tmp_path / picture).convert("L")).std() > 5, picture
 
 
