@@ -164,15 +164,9 @@ def evaluate_checkpoints(run_dir, dataset, steps: Sequence[int], *, progress: bo
     """``{step: accuracy %}`` of a run's checkpoints ``steps`` on ``dataset``."""
     from tqdm.auto import tqdm
 
-    from capsjax.data import eval_batches
-    from capsjax.run import restore_params
-    from capsjax.train import Sharding, evaluate, make_eval_step
+    from capsjax.run import evaluate_checkpoint
 
-    sharding = Sharding.over_local_devices()
     out = {}
     for step in tqdm(steps, desc=f"testing {run_dir} on {dataset.source}", unit="checkpoint", disable=not progress):
-        config, graphdef, params = restore_params(run_dir, step=step)
-        metrics = evaluate(make_eval_step(graphdef, config), sharding.replicated(params),
-                           eval_batches(dataset, batch_size=config.eval_batch_size), sharding)
-        out[int(step)] = 100.0 * metrics["accuracy"]
+        out[int(step)] = 100.0 * evaluate_checkpoint(run_dir, step=step, dataset=dataset)["accuracy"]
     return out

@@ -265,11 +265,13 @@ def restore_params(workdir: str | pathlib.Path, *, step: int | None = None):
     return config, graphdef, state.params
 
 
-def evaluate_checkpoint(workdir, *, data_dir=None) -> dict:
-    """Test metrics of the latest checkpoint of a run."""
-    config, graphdef, params = restore_params(workdir)
+def evaluate_checkpoint(workdir, *, data_dir=None, step: int | None = None, dataset: ArrayDataset | None = None
+                        ) -> dict:
+    """Metrics of checkpoint ``step`` (default: the latest) of a run on ``dataset`` (default: the
+    run's test split, as its config asks)."""
+    config, graphdef, params = restore_params(workdir, step=step)
     sharding = Sharding.over_local_devices()
-    test_set = load_split(config, "test", data_dir)
+    test_set = load_split(config, "test", data_dir) if dataset is None else dataset
     params = sharding.replicated(params)
     return evaluate(make_eval_step(graphdef, config), params,
                     eval_batches(test_set, batch_size=config.eval_batch_size), sharding)
