@@ -6,8 +6,9 @@ WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
 DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,)
 DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 ARGS ?=
+PY_SOURCES := src tests experiments docs/conf.py
 
-.PHONY: install install-dev install-tfds train smoke eval bench test lint experiments
+.PHONY: install install-dev install-tfds train smoke eval bench test lint format docs check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -16,7 +17,10 @@ install: $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 
-install-dev: install
+# What CI installs: the tests' and linters' tools and Sphinx for the API reference.
+install-dev: $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,docs]"
 
 # tensorflow-datasets with TensorFlow (~1.4 GB): only needed to download datasets online.
 install-tfds: install
@@ -32,10 +36,23 @@ eval:
 	$(PY) -m capsjax eval --workdir $(WORKDIR) $(DATA_FLAG)
 
 bench:
-	$(PY) -m capsjax bench --workdir runs/bench $(DATA_FLAG) $(ARGS)
+	$(PY) -m capsjax bench --workdir runs/bench $(ARGS)
 
 test:
 	$(PY) -m pytest -q tests src/capsjax
 
 lint:
-	$(PY) -m ruff check src tests experiments
+	$(PY) -m ruff check $(PY_SOURCES)
+	$(PY) -m ruff format --check $(PY_SOURCES)
+
+# Rewrites files: ruff's import order and fixes, then its formatting.
+format:
+	$(PY) -m ruff check --fix $(PY_SOURCES)
+	$(PY) -m ruff format $(PY_SOURCES)
+
+# The API reference from the docstrings, in docs/_build/html; any Sphinx warning is an error.
+docs:
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# Everything CI checks.
+check: lint docs test

@@ -30,8 +30,9 @@ class TorchCapsNet(nn.Module):
         self.conv = nn.Conv2d(1, 256, 9)
         self.primary = nn.Conv2d(256, 256, 9, stride=2)
         self.W = nn.Parameter(0.01 * torch.randn(1152, 10, 16, 8))
-        self.decoder = nn.Sequential(nn.Linear(160, 512), nn.ReLU(), nn.Linear(512, 1024), nn.ReLU(),
-                                     nn.Linear(1024, 784), nn.Sigmoid())
+        self.decoder = nn.Sequential(
+            nn.Linear(160, 512), nn.ReLU(), nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 784), nn.Sigmoid()
+        )
 
     def forward(self, x, labels):
         h = torch.relu(self.conv(x))
@@ -79,8 +80,17 @@ def main():
         train_step(model, opt, x, labels)
         times.append(time.perf_counter() - start)
     step = statistics.median(times)
-    print(json.dumps({"framework": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-                      "batch": args.batch, "step_sec": step, "train_examples_per_sec": args.batch / step}))
+    print(
+        json.dumps(
+            {
+                "framework": f"torch {torch.__version__}",
+                "threads": torch.get_num_threads(),
+                "batch": args.batch,
+                "step_sec": step,
+                "train_examples_per_sec": args.batch / step,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

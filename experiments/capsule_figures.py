@@ -14,10 +14,10 @@ import argparse
 import json
 import pathlib
 
-from capsjax.config import apply_overrides, load_config_file, read_config
-from capsjax.data import load_dataset
-from capsjax.figures import capsule_figures
-from capsjax.run import train_and_evaluate
+from capsjax.analysis.figures import capsule_figures
+from capsjax.data.registry import load_split
+from capsjax.training.config import apply_overrides, load_config_file, read_config
+from capsjax.training.loop import train_and_evaluate
 
 SMOKE = pathlib.Path(__file__).parent / "configs" / "smoke.py"
 
@@ -32,7 +32,7 @@ def main():
         config = apply_overrides(load_config_file(SMOKE), ["--config.epochs=1", "--config.data.train_examples=1200"])
         train_and_evaluate(config, args.workdir, data_dir=args.data_dir, resume=True)
     config = read_config(pathlib.Path(args.workdir) / "config.json")
-    test = load_dataset(config.data.name, "test", data_dir=args.data_dir)
+    test = load_split(config.data.name, "test", data_dir=args.data_dir)
     written = capsule_figures(args.workdir, test)
     (pathlib.Path(args.workdir) / "figures.json").write_text(json.dumps(written, indent=2) + "\n")
     print(json.dumps(written, indent=2))

@@ -15,10 +15,10 @@ Writes results.json and results.md, and in CapsNet's run folder reconstructions_
 """
 
 import dataclasses
-import json
-import pathlib
 
-from capsjax.experiments import budget_config, experiment_parser, run_variants
+from budgets import budget_config, experiment_parser
+from capsjax.analysis.reports import results_table, write_results
+from capsjax.training.sweeps import run_variants
 
 PAPER = {"capsnet": 5.2, "cnn": 8.1}
 
@@ -27,8 +27,9 @@ def multimnist_config(base, budget):
     counts = {"smoke": (512, 256), "reduced": (30000, 10000), "full": (None, None)}[budget]
     return dataclasses.replace(
         base,
-        data=dataclasses.replace(base.data, name="multimnist", train_examples=counts[0], test_examples=counts[1],
-                                 max_shift=0),
+        data=dataclasses.replace(
+            base.data, name="multimnist", train_examples=counts[0], test_examples=counts[1], max_shift=0
+        ),
         capsnet=dataclasses.replace(base.capsnet, image_shape=(36, 36, 1)),
         cnn=dataclasses.replace(base.cnn, image_shape=(36, 36, 1)),
         epochs=base.epochs if budget != "reduced" else 2,
@@ -45,17 +46,13 @@ def main():
     if not args.no_cnn:
         table["cnn"] = dataclasses.replace(config, model="cnn")
     results = run_variants(table, seeds=seeds, workdir=args.workdir, data_dir=args.data_dir)
-    workdir = pathlib.Path(args.workdir)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"Budget: {args.budget}; {config.data.train_examples or 60000} training pairs x {config.epochs} "
-             f"epoch(s), {config.data.test_examples or 10000} test pairs, seeds {list(seeds)}.", "",
-             "| model | test error % (both labels in the top 2) | parameters | paper error % |",
-             "|---|---:|---:|---:|"]
-    for name, row in results.items():
-        lines.append(f"| {name} | {row['mean']:.2f} +- {row['std']:.2f} | {row['parameters']:,} | {PAPER[name]} |")
-    markdown = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(markdown)
-    print(markdown)
+    header = (
+        f"Budget: {args.budget}; {config.data.train_examples or 60000} training pairs x {config.epochs} "
+        f"epoch(s), {config.data.test_examples or 10000} test pairs, seeds {list(seeds)}."
+    )
+    error_column = "test error % (both labels in the top 2)"
+    table_md = results_table(results, PAPER, name_column="model", error_column=error_column)
+    print(write_results(args.workdir, results, header + "\n\n" + table_md))
 
 
 if __name__ == "__main__":

@@ -9,23 +9,32 @@ Writes ``results.json`` and ``results.md`` (mean +- std test error over seeds) i
 
 import dataclasses
 
-from capsjax.config import LossConfig
-from capsjax.experiments import budget_config, experiment_parser, run_variants, save_results
+from budgets import budget_config, experiment_parser
+from capsjax.analysis.reports import results_table, write_results
+from capsjax.training.config import LossConfig
+from capsjax.training.sweeps import run_variants
 
 # Sabour et al. (2017), Table 1 (MNIST test error %, mean over 3 trials); baseline CNN 0.39%.
-PAPER = {"routing1_no_recon": 0.34, "routing1_recon": 0.29, "routing3_no_recon": 0.35, "routing3_recon": 0.25,
-         "baseline_cnn": 0.39}
+PAPER = {
+    "routing1_no_recon": 0.34,
+    "routing1_recon": 0.29,
+    "routing3_no_recon": 0.35,
+    "routing3_recon": 0.25,
+    "baseline_cnn": 0.39,
+}
 
 
 def variants(base, *, with_cnn: bool):
     out = {}
     for iters in (1, 3):
         for recon in (False, True):
-            capsnet = dataclasses.replace(base.capsnet, routing=dataclasses.replace(base.capsnet.routing,
-                                                                                    num_iters=iters))
+            capsnet = dataclasses.replace(
+                base.capsnet, routing=dataclasses.replace(base.capsnet.routing, num_iters=iters)
+            )
             loss = LossConfig(recon_weight=0.0005 if recon else 0.0)
             out[f"routing{iters}_{'recon' if recon else 'no_recon'}"] = dataclasses.replace(
-                base, capsnet=capsnet, loss=loss)
+                base, capsnet=capsnet, loss=loss
+            )
     if with_cnn:
         out["baseline_cnn"] = dataclasses.replace(base, model="cnn", batch_size=min(base.batch_size, 64))
     return out
@@ -44,10 +53,12 @@ def main():
         cnn_seeds = tuple(range(args.cnn_seeds)) if args.cnn_seeds else seeds
         cnn = {"baseline_cnn": variants(base, with_cnn=True)["baseline_cnn"]}
         results |= run_variants(cnn, seeds=cnn_seeds, workdir=args.workdir, data_dir=args.data_dir)
-    header = (f"Budget: {args.budget} ({len(seeds)} seeds for CapsNet, {len(cnn_seeds)} for the CNN; "
-              f"{base.data.train_examples or 60000} training images x {base.epochs} epoch(s), "
-              f"{base.data.test_examples or 10000} test images).")
-    print(save_results(results, args.workdir, header=header, paper=PAPER))
+    header = (
+        f"Budget: {args.budget} ({len(seeds)} seeds for CapsNet, {len(cnn_seeds)} for the CNN; "
+        f"{base.data.train_examples or 60000} training images x {base.epochs} epoch(s), "
+        f"{base.data.test_examples or 10000} test images)."
+    )
+    print(write_results(args.workdir, results, header + "\n\n" + results_table(results, PAPER)))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ import pathlib
 
 import numpy as np
 
-from capsjax.config import DataConfig, TrainConfig
-from capsjax.idx import write_idx
-from capsjax.models import CapsNetConfig
+from capsjax import CapsNetConfig
+from capsjax.data.idx import write_idx
+from capsjax.training.config import DataConfig, TrainConfig
 
 
 def write_fake_mnist(folder: pathlib.Path, *, train: int = 256, test: int = 64, seed: int = 0) -> pathlib.Path:

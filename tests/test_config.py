@@ -2,7 +2,7 @@ import pathlib
 
 import pytest
 
-from capsjax.config import TrainConfig, apply_overrides, from_dict, load_config_file, to_dict
+from capsjax.training.config import TrainConfig, apply_overrides, from_dict, load_config_file, to_dict
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -10,9 +10,15 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs
 def test_overrides_nested_fields():
     config = apply_overrides(
         TrainConfig(),
-        ["--config.epochs=2", "--config.capsnet.routing.num_iters=1", "--config.capsnet.routing.leaky", "true",
-         "--config.capsnet.decoder_hidden=(64, 128)", "--config.data.train_examples=none",
-         "--config.optim.learning_rate=3e-4"],
+        [
+            "--config.epochs=2",
+            "--config.capsnet.routing.num_iters=1",
+            "--config.capsnet.routing.leaky",
+            "true",
+            "--config.capsnet.decoder_hidden=(64, 128)",
+            "--config.data.train_examples=none",
+            "--config.optim.learning_rate=3e-4",
+        ],
     )
     assert config.epochs == 2 and config.capsnet.routing.num_iters == 1 and config.capsnet.routing.leaky
     assert config.capsnet.decoder_hidden == (64, 128) and config.optim.learning_rate == 3e-4

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from capsjax.cli import main
-from capsjax.data import load_dataset
+from capsjax.data.sources import load_dataset
 
 SMOKE = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "smoke.py"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from capsjax import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules, dynamic_routing, predict
+from capsjax import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules, capsule_votes, dynamic_routing
 
 
 def test_primary_capsules_mnist_shape_and_norm():
@@ -21,15 +21,16 @@ def test_routed_capsules_equals_pure_functions():
     u = 0.3 * jax.random.normal(jax.random.key(1), (3, 12, 8))
     out = layer(u)
     for k in range(3):
-        expected = dynamic_routing(predict(u[k], layer.W[...]), num_iters=2, bias=layer.bias[...])
+        expected = dynamic_routing(capsule_votes(u[k], layer.W[...]), num_iters=2, bias=layer.bias[...])
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_routed_capsules_accepts_custom_routing_and_remat():
-    def mean_routing(u_hat, *, num_iters, bias=None):
+    def mean_routing(votes, *, num_iters, bias=None):
         from capsjax import RoutingResult
-        c = jnp.full(u_hat.shape[:2], 1.0 / u_hat.shape[1])
-        return RoutingResult(v=u_hat.mean(0), c=c, logits=jnp.zeros_like(c))
+
+        c = jnp.full(votes.shape[:2], 1.0 / votes.shape[1])
+        return RoutingResult(v=votes.mean(0), c=c, logits=jnp.zeros_like(c))
 
     u = jax.random.normal(jax.random.key(1), (2, 6, 4))
     layer = RoutedCapsules(6, 4, 3, 5, routing=mean_routing, rngs=nnx.Rngs(0))

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from capsjax import CapsNet, CapsNetConfig
-from capsjax.config import DataConfig, LossConfig
-from capsjax.data import ArrayDataset
-from capsjax.models import CNNConfig, ModelOutput
-from capsjax.multimnist import load_multimnist, make_multimnist, place
-from capsjax.train import classification_loss, compute_losses, correct_predictions, init_state, make_train_step
+from capsjax import CapsNet, CapsNetConfig, CNNConfig, ModelOutput
+from capsjax.data.canvas import place_on_canvas
+from capsjax.data.dataset import ArrayDataset
+from capsjax.data.multimnist import load_multimnist, make_multimnist
+from capsjax.training.config import DataConfig, LossConfig
+from capsjax.training.objectives import classification_loss, compute_losses, correct_predictions
+from capsjax.training.state import init_state
+from capsjax.training.steps import make_train_step
 from helpers import tiny_config
 
 
@@ -33,10 +35,12 @@ def test_pairs_of_different_classes_overlaid_by_max():
 
 
 def test_place_shifts_within_canvas():
-    digit = np.ones((28, 28, 1), np.uint8)
-    placed = place(digit, 4, -4)
+    digit = np.ones((1, 28, 28, 1), np.uint8)
+    placed = place_on_canvas(digit, 36, [(4, -4)])[0]
     assert placed.sum() == 28 * 28
     assert placed[8:, :28].all() and not placed[:8].any()
+    with pytest.raises(ValueError, match="leaves the 36x36 canvas"):
+        place_on_canvas(digit, 36, [(5, 0)])
 
 
 def test_cache_is_written_once_and_reused(tmp_path, monkeypatch, mnist_dir):
@@ -44,7 +48,7 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch, mnist_dir):
     first = load_multimnist("test", data_dir=mnist_dir, num_examples=20)
     files = list(tmp_path.glob("*.npz"))
     assert len(files) == 1
-    monkeypatch.setattr("capsjax.multimnist.make_multimnist", lambda *a, **k: pytest.fail("regenerated"))
+    monkeypatch.setattr("capsjax.data.multimnist.make_multimnist", lambda *a, **k: pytest.fail("regenerated"))
     second = load_multimnist("test", data_dir=mnist_dir, num_examples=20)
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.targets, second.targets)
@@ -57,8 +61,9 @@ def test_top2_rule():
 
 
 def test_two_label_model_and_losses():
-    model = CapsNet(CapsNetConfig(image_shape=(36, 36, 1), conv_channels=8, primary_types=2, decoder_hidden=(16,)),
-                    rngs=nnx.Rngs(0))
+    model = CapsNet(
+        CapsNetConfig(image_shape=(36, 36, 1), conv_channels=8, primary_types=2, decoder_hidden=(16,)), rngs=nnx.Rngs(0)
+    )
     images = jnp.zeros((3, 36, 36, 1))
     labels = jnp.array([[1, 2], [3, 4], [5, 6]])
     out = model(images, labels)
@@ -73,7 +78,7 @@ def test_two_label_model_and_losses():
 def test_two_label_cnn_loss_is_per_class_sigmoid_cross_entropy():
     logits = jnp.array([[2.0, -1.0, 0.0], [0.0, 0.0, 0.0]])
     labels = jnp.array([[0, 2], [1, 0]])
-    output = ModelOutput(lengths=jax.nn.softmax(logits), logits=logits)
+    output = ModelOutput(scores=jax.nn.softmax(logits), logits=logits)
     per_example = classification_loss(output, labels, LossConfig())
 
     def bce(z, present):  # -log sigmoid(z) for a present class, -log(1 - sigmoid(z)) for an absent one
@@ -84,8 +89,11 @@ def test_two_label_cnn_loss_is_per_class_sigmoid_cross_entropy():
 
 
 def test_cnn_trains_on_two_labels():
-    config = tiny_config(model="cnn", cnn=CNNConfig(image_shape=(36, 36, 1), conv_channels=(4, 4, 2), hidden=(16,)),
-                         data=DataConfig(name="multimnist", max_shift=0))
+    config = tiny_config(
+        model="cnn",
+        cnn=CNNConfig(image_shape=(36, 36, 1), conv_channels=(4, 4, 2), hidden=(16,)),
+        data=DataConfig(name="multimnist", max_shift=0),
+    )
     graphdef, state = init_state(config)
     step = make_train_step(graphdef, config)
     data = make_multimnist(fake_mnist(), num_examples=32, seed=0)

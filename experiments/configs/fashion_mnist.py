@@ -9,7 +9,7 @@ training; one epoch is far from that.
 
 import dataclasses
 
-from capsjax.config import DataConfig, TrainConfig
+from capsjax.training.config import DataConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:

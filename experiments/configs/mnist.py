@@ -5,7 +5,7 @@ Expected: >= 99.0% test accuracy after 1 epoch (see README for the measured figu
 reports 99.75% (0.25% error) after full training.
 """
 
-from capsjax.config import TrainConfig
+from capsjax.training.config import TrainConfig
 
 
 def get_config() -> TrainConfig:

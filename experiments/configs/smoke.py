@@ -5,8 +5,8 @@ Expected: >= 95% test accuracy on the first 1,000 test images, in about a minute
 It writes the same work-directory contents as a full run.
 """
 
-from capsjax.config import DataConfig, OptimConfig, TrainConfig
-from capsjax.models import CapsNetConfig
+from capsjax.nn import CapsNetConfig
+from capsjax.training.config import DataConfig, OptimConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:

@@ -1,28 +1,43 @@
-"""capsjax: Capsule Networks (Sabour, Frosst & Hinton 2017) in JAX and Flax NNX."""
+"""capsjax: Capsule Networks (Sabour, Frosst & Hinton 2017) in JAX and Flax NNX.
 
-from capsjax.conv import conv2d
-from capsjax.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
-from capsjax.losses import margin_loss, reconstruction_loss
-from capsjax.masking import label_mask, length_mask, mask_capsules
-from capsjax.models import (
+The public names of the two lower layers, :mod:`capsjax.ops` (pure math) and :mod:`capsjax.nn`
+(layers and models). Data, training and analysis live in :mod:`capsjax.data`,
+:mod:`capsjax.training` and :mod:`capsjax.analysis`; see ARCHITECTURE.md for the layers.
+"""
+
+import warnings as _warnings
+
+from capsjax.nn import (
     BaselineCNN,
     CapsNet,
     CapsNetConfig,
     CNNConfig,
+    Conv2D,
+    Decoder,
     ModelOutput,
+    PrimaryCapsules,
+    RoutedCapsules,
     RoutingConfig,
     build_model,
     count_params,
 )
-from capsjax.prediction import predict
-from capsjax.routing import (
+from capsjax.ops import (
     ROUTING_FUNCTIONS,
+    RoutingFn,
     RoutingResult,
+    capsule_votes,
+    conv2d,
     coupling_coefficients,
     dynamic_routing,
     get_routing,
+    label_mask,
+    length_mask,
+    margin_loss,
+    mask_capsules,
+    reconstruction_loss,
+    safe_norm,
+    squash,
 )
-from capsjax.squash import safe_norm, squash
 
 __version__ = "0.1.0"
 
@@ -38,8 +53,10 @@ __all__ = [
     "ROUTING_FUNCTIONS",
     "RoutedCapsules",
     "RoutingConfig",
+    "RoutingFn",
     "RoutingResult",
     "build_model",
+    "capsule_votes",
     "conv2d",
     "count_params",
     "coupling_coefficients",
@@ -49,8 +66,18 @@ __all__ = [
     "length_mask",
     "margin_loss",
     "mask_capsules",
-    "predict",
     "reconstruction_loss",
     "safe_norm",
     "squash",
 ]
+
+# Old names kept importable; each warns once used.
+_DEPRECATED = {"predict": ("capsule_votes", capsule_votes)}
+
+
+def __getattr__(name: str):
+    if name in _DEPRECATED:
+        new_name, value = _DEPRECATED[name]
+        _warnings.warn(f"capsjax.{name} is deprecated; use capsjax.{new_name}", DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module 'capsjax' has no attribute {name!r}")

@@ -10,8 +10,8 @@ import sys
 
 
 def _train(args, overrides) -> int:
-    from capsjax.config import apply_overrides, load_config_file, read_config
-    from capsjax.run import train_and_evaluate
+    from capsjax.training.config import apply_overrides, load_config_file, read_config
+    from capsjax.training.loop import train_and_evaluate
 
     workdir = pathlib.Path(args.workdir)
     if args.config:
@@ -22,13 +22,27 @@ def _train(args, overrides) -> int:
         raise SystemExit("capsjax train: --config FILE is required (or --resume with an existing --workdir)")
     config = apply_overrides(config, overrides)
     summary = train_and_evaluate(config, workdir, data_dir=args.data_dir, resume=args.resume)
-    print(json.dumps({k: summary[k] for k in ("status", "step", "test_accuracy", "test_error_percent",
-                                              "wall_time_sec", "train_examples_per_sec")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "status",
+                    "step",
+                    "test_accuracy",
+                    "test_error_percent",
+                    "wall_time_sec",
+                    "train_examples_per_sec",
+                )
+            },
+            indent=2,
+        )
+    )
     return 0 if summary["status"] == "completed" else 130
 
 
 def _eval(args, overrides) -> int:
-    from capsjax.run import evaluate_checkpoint
+    from capsjax.training.evaluation import evaluate_checkpoint
 
     if overrides:
         raise SystemExit(f"capsjax eval: unexpected arguments {overrides}")
@@ -38,18 +52,18 @@ def _eval(args, overrides) -> int:
 
 
 def _predict(args, overrides) -> int:
-    from capsjax.inference import predict_files
+    from capsjax.analysis.classify import classify_files
 
     if overrides:
         raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")
-    for result in predict_files(args.workdir, args.images, output_dir=args.output_dir):
-        lengths = " ".join(f"{x:.3f}" for x in result["lengths"])
-        print(f"{result['image']}: class {result['class']}  lengths [{lengths}]  -> {result['reconstruction']}")
+    for result in classify_files(args.workdir, args.images, output_dir=args.output_dir):
+        scores = " ".join(f"{x:.3f}" for x in result["scores"])
+        print(f"{result['image']}: class {result['class']}  scores [{scores}]  -> {result['reconstruction']}")
     return 0
 
 
 def _bench(args, overrides) -> int:
-    from capsjax.bench import run_benchmarks
+    from capsjax.analysis.bench import run_benchmarks
 
     run_benchmarks(args.workdir, quick=args.quick, extra=overrides)
     return 0
@@ -79,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")
     bench.add_argument("--workdir", default="runs/bench")
-    bench.add_argument("--data-dir", help="unused; accepted for symmetry with train")
     bench.add_argument("--quick", action="store_true", help="small sizes, for tests")
     bench.set_defaults(run=_bench)
     return parser

@@ -1,0 +1,59 @@
+"""What every experiment script shares: the budgets (smoke, reduced, full) and the command-line arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+from capsjax.nn import CapsNetConfig, CNNConfig
+from capsjax.training.config import DataConfig, OptimConfig, TrainConfig
+
+# Budgets: "smoke" checks the machinery in well under a minute; "reduced" is what a 2-core CPU
+# session affords (stated in RESULTS.md); "full" is the paper's scale (hours on a GPU).
+BUDGETS = ("smoke", "reduced", "full")
+
+
+def budget_config(budget: str, *, seeds: int | None = None) -> tuple[TrainConfig, tuple[int, ...]]:
+    """The base config and seeds of a budget (model sizes and data counts)."""
+    if budget == "smoke":
+        base = TrainConfig(
+            capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=8, decoder_hidden=(32,)),
+            cnn=CNNConfig(conv_channels=(8, 8, 4), hidden=(32, 16)),
+            data=DataConfig(train_examples=256, test_examples=128),
+            batch_size=64,
+            eval_batch_size=128,
+            epochs=1,
+            log_every_steps=4,
+            checkpoint_every_steps=1000,
+        )
+        default_seeds = 2
+    elif budget == "reduced":
+        # A 2-core CPU affords ~1 minute per run: a narrower CapsNet (64 conv channels, 8 primary
+        # capsule types = 288 capsules; routing, class capsules and decoder as in the paper) and a
+        # CNN narrowed alike, 3 epochs of 10,000 training images, the full test set.
+        base = TrainConfig(
+            capsnet=CapsNetConfig(conv_channels=64, primary_types=8),
+            cnn=CNNConfig(conv_channels=(64, 64, 32)),
+            data=DataConfig(train_examples=10000, test_examples=None),
+            optim=OptimConfig(learning_rate=3e-3, decay_steps=100, decay_rate=0.9),
+            batch_size=64,
+            eval_batch_size=500,
+            epochs=3,
+            checkpoint_every_steps=1000,
+        )
+        default_seeds = 3
+    elif budget == "full":
+        base = TrainConfig(epochs=50)
+        default_seeds = 3
+    else:
+        raise ValueError(f"budget: expected one of {BUDGETS}, got {budget!r}")
+    return base, tuple(range(seeds or default_seeds))
+
+
+def experiment_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every experiment script takes: --budget, --workdir, --data-dir, --seeds."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=BUDGETS, default="smoke")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
+    return parser

@@ -1,0 +1,376 @@
+"""Speed and memory benchmarks (``capsjax bench`` / ``make bench``).
+
+Everything is measured in one process, side by side, so ratios are meaningful on a busy machine:
+the matmul rate (the practical ceiling) is measured at the start and end and averaged. Writes
+``bench.json`` and ``bench.md`` into the work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from capsjax.data.dataset import ArrayDataset
+from capsjax.data.pipeline import train_batches
+from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
+from capsjax.ops.convolution import conv2d, conv_output_size, resolve_lowering
+from capsjax.ops.routing import dynamic_routing
+from capsjax.ops.voting import capsule_votes
+from capsjax.training.config import TrainConfig
+from capsjax.training.sharding import Sharding
+from capsjax.training.state import init_state
+from capsjax.training.steps import make_eval_step, make_train_step
+
+
+def _time(fn: Callable, *, repeats: int) -> float:
+    """Median wall time of ``fn()`` (which must block) over ``repeats`` runs."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """float32 ``size x size`` matmul rate: the machine's practical GEMM ceiling."""
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    mm = jax.jit(lambda a: a @ a)
+    mm(a).block_until_ready()
+    return 2 * size**3 / _time(lambda: mm(a).block_until_ready(), repeats=repeats) / 1e9
+
+
+def _fake_batch(batch: int, config: CapsNetConfig):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *config.image_shape), dtype=np.uint8)
+    return images, rng.integers(0, config.num_classes, batch).astype(np.int32)
+
+
+def _capsnet_config(batch: int, **capsnet) -> TrainConfig:
+    return TrainConfig(batch_size=batch, eval_batch_size=batch, capsnet=CapsNetConfig(**capsnet))
+
+
+def _primary_shapes(config: CapsNetConfig) -> dict:
+    """Sizes of the primary-capsule stage of a CapsNet: its conv's input and the capsule counts."""
+    height, width, _ = config.image_shape
+    conv_h, conv_w = height - config.conv_kernel + 1, width - config.conv_kernel + 1
+    grid_h = conv_output_size(conv_h, config.primary_kernel, config.primary_stride)
+    grid_w = conv_output_size(conv_w, config.primary_kernel, config.primary_stride)
+    return {
+        "features": (conv_h, conv_w, config.conv_channels),
+        "grid": grid_h * grid_w,
+        "out_channels": config.primary_types * config.primary_dim,
+        "in_caps": grid_h * grid_w * config.primary_types,
+    }
+
+
+def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
+    """Compile time, step time, FLOPs (XLA's count) and memory of the train step at ``batch``."""
+    config = _capsnet_config(batch, **capsnet)
+    graphdef, state = init_state(config)
+    step_fn = make_train_step(graphdef, config)
+    images, labels = _fake_batch(batch, config.capsnet)
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, images, labels).compile()
+    compile_seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    memory = compiled.memory_analysis()
+    start = time.perf_counter()
+    state, metrics = compiled(state, images, labels)
+    jax.block_until_ready(metrics)
+    first_step = compile_seconds + time.perf_counter() - start
+    holder = [state]
+
+    def one_step():
+        holder[0], m = compiled(holder[0], images, labels)
+        jax.block_until_ready(m)
+
+    seconds = _time(one_step, repeats=steps)
+    eval_fn = make_eval_step(graphdef, config)
+    valid = np.ones(batch, bool)
+    jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid))
+    eval_seconds = _time(lambda: jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid)), repeats=steps)
+    return {
+        "batch": batch,
+        "compile_sec": compile_seconds,
+        "first_step_sec": first_step,
+        "step_sec": seconds,
+        "train_examples_per_sec": batch / seconds,
+        "inference_examples_per_sec": batch / eval_seconds,
+        "step_gflop": float(cost.get("flops", 0.0)) / 1e9,
+        "achieved_gflops": float(cost.get("flops", 0.0)) / 1e9 / seconds,
+        "xla_temp_mib": memory.temp_size_in_bytes / 2**20 if memory else None,
+        "xla_total_mib": (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes)
+        / 2**20
+        if memory
+        else None,
+    }
+
+
+def routing_benchmark(
+    batch: int, in_caps: int, out_caps: int, num_iters: int, *, repeats: int, out_dim: int = 16
+) -> float:
+    """Seconds for forward + backward of batched dynamic routing on ``[batch, in, out, 16]`` votes."""
+    u_hat = 0.05 * jax.random.normal(jax.random.key(0), (batch, in_caps, out_caps, out_dim))
+
+    def loss(u_hat):
+        return jnp.sum(jax.vmap(lambda u: dynamic_routing(u, num_iters=num_iters).v)(u_hat) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    grad(u_hat).block_until_ready()
+    return _time(lambda: grad(u_hat).block_until_ready(), repeats=repeats)
+
+
+def conv_lowering_benchmark(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
+    """Forward + backward seconds of the primary conv (9x9 stride 2, 256 -> 256 in the paper) per lowering."""
+    shapes = _primary_shapes(config)
+    x = jax.random.normal(jax.random.key(0), (batch, *shapes["features"]))
+    kernel_shape = (config.primary_kernel, config.primary_kernel, config.conv_channels, shapes["out_channels"])
+    k = 0.01 * jax.random.normal(jax.random.key(1), kernel_shape)
+    stride = config.primary_stride
+    out = {}
+    for lowering in ("native", "patches"):
+        grad = jax.jit(
+            jax.grad(
+                lambda x, k, lowering=lowering: jnp.sum(conv2d(x, k, stride=stride, lowering=lowering) ** 2),
+                argnums=(0, 1),
+            )
+        )
+        jax.block_until_ready(grad(x, k))
+        out[lowering] = _time(lambda grad=grad: jax.block_until_ready(grad(x, k)), repeats=repeats)
+    return out
+
+
+def step_profile(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
+    """Seconds of the parts of a training step at ``batch`` (each jitted alone, forward + backward).
+
+    ``primary_conv`` is the 9x9 stride-2 conv (patches lowering on CPU); ``conv_gemms`` are its three
+    matrix products alone (forward, weight gradient, patch gradient) on precomputed patches, so
+    ``primary_conv - conv_gemms`` is the memory-bound patch gather and its transpose (col2im).
+    ``votes_and_routing`` is ``predict`` + 3 routing iterations; ``routing`` is the routing alone.
+    """
+    key = jax.random.key(0)
+    shapes = _primary_shapes(config)
+    kh, channels, out_channels = config.primary_kernel, config.conv_channels, shapes["out_channels"]
+    features = jax.random.normal(key, (batch, *shapes["features"]))
+    kernel = 0.01 * jax.random.normal(key, (kh, kh, channels, out_channels))
+    patches = jax.random.normal(key, (batch * shapes["grid"], kh * kh * channels))
+    grad_out = jax.random.normal(key, (batch * shapes["grid"], out_channels))
+    u = 0.1 * jax.random.normal(key, (batch, shapes["in_caps"], config.primary_dim))
+    W = 0.01 * jax.random.normal(key, (shapes["in_caps"], config.num_classes, config.class_dim, config.primary_dim))
+    num_iters = config.routing.num_iters
+
+    def conv_loss(x, k):
+        return jnp.sum(conv2d(x, k, stride=config.primary_stride, lowering=resolve_lowering("auto")) ** 2)
+
+    def gemms(p, k, g):
+        flat = k.reshape(-1, out_channels)
+        return p @ flat, p.T @ g, g @ flat.T
+
+    def votes_loss(u, W):
+        return jnp.sum(jax.vmap(lambda one: dynamic_routing(capsule_votes(one, W), num_iters=num_iters).v)(u) ** 2)
+
+    parts = {
+        "primary_conv": (jax.jit(jax.grad(conv_loss, argnums=(0, 1))), (features, kernel)),
+        "conv_gemms": (jax.jit(gemms), (patches, kernel, grad_out)),
+        "votes_and_routing": (jax.jit(jax.grad(votes_loss, argnums=(0, 1))), (u, W)),
+    }
+    out = {}
+    for name, (fn, args) in parts.items():
+        jax.block_until_ready(fn(*args))
+        out[name] = _time(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats=repeats)
+    out["routing"] = routing_benchmark(
+        batch, shapes["in_caps"], config.num_classes, num_iters, repeats=repeats, out_dim=config.class_dim
+    )
+    return out
+
+
+def input_pipeline_seconds(batch: int, config: CapsNetConfig, *, steps: int, examples: int = 60000) -> float:
+    """Host time per batch: shuffle, gather and transfer of uint8 images (what prefetch overlaps)."""
+    images, labels = _fake_batch(examples, config)
+    data = ArrayDataset(images, labels, "random")
+    sharding = Sharding.over_local_devices()
+    batches = train_batches(data, batch_size=batch, seed=0, epoch=0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        jax.block_until_ready(sharding.batch(next(batches)))
+    return (time.perf_counter() - start) / steps
+
+
+def memory_scaling(batches: Sequence[int], **capsnet) -> list[dict]:
+    """XLA's compiled temporary memory (MiB) of the train step by batch, with and without remat."""
+    rows = []
+    for batch in batches:
+        row = {"batch": batch}
+        for remat in (False, True):
+            config = _capsnet_config(batch, routing=RoutingConfig(remat=remat), **capsnet)
+            graphdef, state = init_state(config)
+            images, labels = _fake_batch(batch, config.capsnet)
+            memory = make_train_step(graphdef, config).lower(state, images, labels).compile().memory_analysis()
+            row["remat" if remat else "plain"] = memory.temp_size_in_bytes / 2**20
+        rows.append(row)
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    batches: tuple[int, ...] = (32, 128, 256)
+    steps: int = 5
+    routing_batch: int = 32
+    in_caps: tuple[int, ...] = (288, 576, 1152, 2304, 4608)
+    out_caps: tuple[int, ...] = (10, 20, 50, 100)
+    iters: tuple[int, ...] = (1, 2, 3, 4, 5)
+    memory_batches: tuple[int, ...] = (32, 64, 128, 256, 512)
+    conv_batch: int = 32
+    small_model: bool = False
+
+
+QUICK = BenchPlan(
+    batches=(8,),
+    steps=2,
+    routing_batch=4,
+    in_caps=(72, 144),
+    out_caps=(10,),
+    iters=(1,),
+    memory_batches=(8, 16),
+    conv_batch=2,
+    small_model=True,
+)
+
+
+def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -> dict:
+    """Run every benchmark and write ``bench.json`` and ``bench.md``; returns the results."""
+    if extra:
+        raise ValueError(f"capsjax bench: unexpected arguments {list(extra)}")
+    plan = QUICK if quick else BenchPlan()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    small = dict(conv_channels=32, primary_types=4) if plan.small_model else {}
+    model = CapsNetConfig(**small)
+    in_caps = _primary_shapes(model)["in_caps"]
+    print(f"benchmarking on {jax.default_backend()} ({jax.device_count()} device(s)); quick={quick}")
+    matmul_before = matmul_gflops(512 if quick else 2048)
+    train = []
+    for batch in plan.batches:
+        row = train_step_benchmark(batch, steps=plan.steps, **small)
+        row["input_pipeline_sec"] = input_pipeline_seconds(batch, model, steps=plan.steps)
+        train.append(row)
+        print(
+            f"  batch {batch}: {row['train_examples_per_sec']:.1f} train ex/s, "
+            f"{row['inference_examples_per_sec']:.1f} inference ex/s"
+        )
+    classes, iters = model.num_classes, model.routing.num_iters
+    routing_in_step = [routing_benchmark(row["batch"], in_caps, classes, iters, repeats=plan.steps) for row in train]
+    sweeps = {
+        "in_caps": [
+            (n, routing_benchmark(plan.routing_batch, n, classes, iters, repeats=plan.steps)) for n in plan.in_caps
+        ],
+        "out_caps": [
+            (n, routing_benchmark(plan.routing_batch, in_caps, n, iters, repeats=plan.steps)) for n in plan.out_caps
+        ],
+        "num_iters": [
+            (n, routing_benchmark(plan.routing_batch, in_caps, classes, n, repeats=plan.steps)) for n in plan.iters
+        ],
+    }
+    profile = None if quick else {"batch": 128, **step_profile(128, model, repeats=plan.steps)}
+    conv = conv_lowering_benchmark(plan.conv_batch, model, repeats=2)
+    memory = memory_scaling(plan.memory_batches, **small)
+    matmul_after = matmul_gflops(512 if quick else 2048)
+    matmul = (matmul_before + matmul_after) / 2
+    for row, routing_sec in zip(train, routing_in_step, strict=True):
+        row["roofline_ratio"] = row["achieved_gflops"] / matmul
+        row["routing_share"] = routing_sec / row["step_sec"]
+        row["input_pipeline_share"] = row["input_pipeline_sec"] / row["step_sec"]
+    results = {
+        "machine": {
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__,
+            "conv_lowering_auto": resolve_lowering("auto"),
+        },
+        "quick": quick,
+        "matmul_gflops": {"start": matmul_before, "end": matmul_after, "mean": matmul},
+        "train": train,
+        "routing_sweeps_sec": sweeps,
+        "primary_conv_fwd_bwd_sec": {
+            **conv,
+            "batch": plan.conv_batch,
+            "channels": model.conv_channels,
+            "native_over_patches": conv["native"] / conv["patches"],
+        },
+        "memory_mib_by_batch": memory,
+        "step_profile_sec": profile,
+        "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    (workdir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (workdir / "bench.md").write_text(to_markdown(results))
+    print(to_markdown(results))
+    return results
+
+
+def to_markdown(results: dict) -> str:
+    """The results as Markdown tables (what the README quotes)."""
+    m = results["matmul_gflops"]
+    lines = [
+        f"Backend: {results['machine']['backend']} ({len(results['machine']['devices'])} device(s)), "
+        f"jax {results['machine']['jax']}, conv lowering auto = {results['machine']['conv_lowering_auto']}. "
+        f"Matmul ceiling (f32 GEMM, same run): {m['mean']:.0f} GFLOP/s (start {m['start']:.0f}, end {m['end']:.0f}).",
+        "",
+        "| batch | train ex/s | inference ex/s | first step incl. compile, s | step s | GFLOP/step | GFLOP/s "
+        "| roofline ratio | routing share | input pipeline share | XLA temp MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["train"]:
+        lines.append(
+            f"| {r['batch']} | {r['train_examples_per_sec']:.1f} | {r['inference_examples_per_sec']:.1f} "
+            f"| {r['first_step_sec']:.1f} | {r['step_sec']:.3f} | {r['step_gflop']:.1f} | {r['achieved_gflops']:.0f} "
+            f"| {100 * r['roofline_ratio']:.0f}% | {100 * r['routing_share']:.1f}% "
+            f"| {100 * r['input_pipeline_share']:.2f}% | {r['xla_temp_mib']:.0f} |"
+        )
+    conv = results["primary_conv_fwd_bwd_sec"]
+    channels = conv["channels"]
+    lines += [
+        "",
+        f"Primary conv (9x9 stride 2, {channels}->{channels}) forward+backward at batch {conv['batch']}: "
+        f"native {conv['native']:.3f} s, patches {conv['patches']:.3f} s "
+        f"(native / patches = {conv['native_over_patches']:.1f}x).",
+        "",
+    ]
+    profile = results.get("step_profile_sec")
+    if profile:
+        step = next((r["step_sec"] for r in results["train"] if r["batch"] == profile["batch"]), None)
+        lines += [
+            f"Where a training step's time goes at batch {profile['batch']} (parts jitted alone, "
+            f"forward + backward; step = {step:.3f} s):",
+            "",
+            "| part | seconds | share of step |",
+            "|---|---:|---:|",
+        ]
+        for name in ("primary_conv", "conv_gemms", "votes_and_routing", "routing"):
+            lines.append(f"| {name} | {profile[name]:.3f} | {100 * profile[name] / step:.0f}% |")
+        lines.append("")
+    lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]
+    for name, rows in results["routing_sweeps_sec"].items():
+        lines.append(f"- {name}: " + ", ".join(f"{n}: {sec * 1e3:.1f} ms" for n, sec in rows))
+    lines += [
+        "",
+        "Train-step memory (XLA temporaries, MiB) by batch, plain vs rematerialised routing:",
+        "",
+        "| batch | plain | remat |",
+        "|---:|---:|---:|",
+    ]
+    lines += [f"| {r['batch']} | {r['plain']:.0f} | {r['remat']:.0f} |" for r in results["memory_mib_by_batch"]]
+    lines += ["", f"Peak host RSS of the benchmark process: {results['peak_host_rss_mib']:.0f} MiB.", ""]
+    return "\n".join(lines)

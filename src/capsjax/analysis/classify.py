@@ -1,0 +1,37 @@
+"""Classify and reconstruct image files with a trained run (``capsjax predict``)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+from flax import nnx
+
+from capsjax.data.image_files import read_image, save_png, to_uint8
+from capsjax.training.checkpoint import restore_params
+from capsjax.training.evaluation import model_outputs
+
+
+def classify_files(workdir, image_paths: Sequence[str], *, output_dir=None) -> list[dict]:
+    """For each image: predicted class, class scores and a reconstruction PNG (input beside reconstruction).
+
+    Raises:
+      ValueError: an input is not an image or has the wrong size (checked before any work).
+    """
+    config, graphdef, params = restore_params(workdir)
+    model_config = getattr(config, config.model)
+    images = np.stack([read_image(p, shape=model_config.image_shape) for p in image_paths])
+    output = model_outputs(nnx.merge(graphdef, params), images)
+    output_dir = pathlib.Path(output_dir or pathlib.Path(workdir) / "predictions")
+    results = []
+    for k, path in enumerate(image_paths):
+        recon_path = None
+        if output.reconstructions is not None:
+            pair = np.concatenate([images[k], to_uint8(output.reconstructions[k])], axis=1)
+            recon_path = str(save_png(output_dir / f"{pathlib.Path(path).stem}_reconstruction.png", pair, scale=4))
+        scores = output.scores[k]
+        results.append(
+            {"image": str(path), "class": int(scores.argmax()), "scores": scores.tolist(), "reconstruction": recon_path}
+        )
+    return results

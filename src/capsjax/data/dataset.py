@@ -1,0 +1,37 @@
+"""A dataset held in host memory: uint8 images and integer labels (and per-object targets)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+    """Images ``[n, height, width, channels]`` uint8 and labels ``[n]`` int32, held in host memory.
+
+    Multi-object data (MultiMNIST) has labels ``[n, objects]`` and ``targets [n, objects, height,
+    width, 1]``: each object alone, what the decoder must reconstruct from that object's capsule.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    targets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, n: int | None) -> ArrayDataset:
+        """The first ``n`` examples (all if None)."""
+        if n is None or n >= len(self):
+            return self
+        targets = None if self.targets is None else self.targets[:n]
+        return ArrayDataset(self.images[:n], self.labels[:n], self.source, targets)
+
+    def arrays(self, idx) -> tuple[np.ndarray, ...]:
+        """``(images, labels)`` or ``(images, labels, targets)`` of the examples ``idx``."""
+        if self.targets is None:
+            return self.images[idx], self.labels[idx]
+        return self.images[idx], self.labels[idx], self.targets[idx]

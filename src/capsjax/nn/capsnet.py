@@ -1,0 +1,165 @@
+"""The CapsNet of Sabour et al. (2017) and its configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+from capsjax.nn.interface import ModelOutput, check_images
+from capsjax.nn.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.ops.masking import label_mask, length_mask
+from capsjax.ops.squashing import safe_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingConfig:
+    """Routing between primary and class capsules; defaults are the paper's."""
+
+    name: str = "dynamic"
+    num_iters: int = 3
+    bias: bool = False
+    leaky: bool = False
+    stop_gradient: bool = False
+    remat: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CapsNetConfig:
+    """The CapsNet architecture. The defaults are the paper's MNIST network (8,215,568 parameters)."""
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    num_classes: int = 10
+    conv_channels: int = 256
+    conv_kernel: int = 9
+    primary_types: int = 32
+    primary_dim: int = 8
+    primary_kernel: int = 9
+    primary_stride: int = 2
+    class_dim: int = 16
+    routing: RoutingConfig = RoutingConfig()
+    decoder_hidden: tuple[int, ...] = (512, 1024)
+    w_init_std: float = 0.01
+    conv_lowering: str = "auto"
+    compute_dtype: str = "float32"
+
+
+class CapsNet(nnx.Module):
+    """The CapsNet of Sabour et al. (2017), Fig. 1 and 2.
+
+    conv 256@9x9 ReLU -> primary capsules (32 x 8D on a 6x6 grid) -> 10 x 16D class capsules by
+    dynamic routing -> decoder 512 -> 1024 -> 784 from the masked class capsules.
+
+    Args:
+      config: a :class:`CapsNetConfig`; None means the paper's MNIST network.
+      rngs: parameter initialisation.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from capsjax import CapsNet
+      >>> out = CapsNet(rngs=nnx.Rngs(0))(jnp.zeros((2, 28, 28, 1)))
+      >>> out.scores.shape, out.capsules.shape, out.reconstructions.shape
+      ((2, 10), (2, 10, 16), (2, 28, 28, 1))
+    """
+
+    def __init__(self, config: CapsNetConfig | None = None, *, rngs: nnx.Rngs):
+        config = config or CapsNetConfig()
+        self.config = config
+        dtype = jnp.dtype(config.compute_dtype)
+        height, width, channels = config.image_shape
+        self.conv = Conv2D(
+            channels,
+            config.conv_channels,
+            config.conv_kernel,
+            lowering=config.conv_lowering,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.primary = PrimaryCapsules(
+            config.conv_channels,
+            num_types=config.primary_types,
+            caps_dim=config.primary_dim,
+            kernel_size=config.primary_kernel,
+            stride=config.primary_stride,
+            lowering=config.conv_lowering,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        grid_h, grid_w = self.primary.grid_size(height - config.conv_kernel + 1, width - config.conv_kernel + 1)
+        if grid_h < 1 or grid_w < 1:
+            raise ValueError(f"config.image_shape {config.image_shape} is too small for the kernels")
+        self.primary_grid = (grid_h, grid_w)
+        self.num_primary = grid_h * grid_w * config.primary_types
+        routing = config.routing
+        self.classes = RoutedCapsules(
+            self.num_primary,
+            config.primary_dim,
+            config.num_classes,
+            config.class_dim,
+            routing=routing.name,
+            num_iters=routing.num_iters,
+            routing_options={"leaky": routing.leaky, "stop_gradient": routing.stop_gradient},
+            use_bias=routing.bias,
+            remat=routing.remat,
+            w_init_std=config.w_init_std,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.decoder = Decoder(
+            config.num_classes,
+            config.class_dim,
+            config.image_shape,
+            hidden=config.decoder_hidden,
+            dtype=dtype,
+            rngs=rngs,
+        )
+
+    def primary_capsules(self, x: Float[Array, "batch height width channels"]) -> Float[Array, "batch in_caps in_dim"]:
+        """Images -> primary capsules ``[batch, in_caps, primary_dim]`` (ordered row, column, type)."""
+        check_images(x, self.config.image_shape)
+        return self.primary(jax.nn.relu(self.conv(x)))
+
+    def encode(self, x: Float[Array, "batch height width channels"]):
+        """Images -> (class capsules ``[batch, classes, dim]``, couplings ``[batch, in_caps, classes]``)."""
+        routed = self.classes(self.primary_capsules(x))
+        return routed.v, routed.c
+
+    def reconstruct(
+        self, capsules: Float[Array, "batch classes dim"], mask: Float[Array, "batch classes"]
+    ) -> Float[Array, "batch height width channels"]:
+        """Decode the capsules selected by ``mask`` (one-hot rows) into images."""
+        return self.decoder(capsules, mask)
+
+    def __call__(self, x: Float[Array, "batch height width channels"], labels=None, *, dropout_key=None) -> ModelOutput:
+        """Classify and reconstruct.
+
+        Args:
+          x: images ``[batch, height, width, channels]`` in [0, 1].
+          labels: integer classes ``[batch]`` to mask the decoder input with (training); None
+            masks by the longest capsule (evaluation). With ``[batch, objects]`` labels
+            (MultiMNIST) each object's capsule is decoded alone: reconstructions are then
+            ``[batch, objects, height, width, channels]``.
+          dropout_key: unused (CapsNet has no dropout); accepted so that models are interchangeable.
+
+        Returns:
+          :class:`ModelOutput`.
+        """
+        capsules, couplings = self.encode(x)
+        lengths = safe_norm(capsules, eps=1e-9)
+        if labels is None:
+            reconstructions = self.reconstruct(capsules, length_mask(lengths))
+        elif labels.ndim == 2:
+            reconstructions = jnp.stack(
+                [
+                    self.reconstruct(capsules, label_mask(labels[:, k], self.config.num_classes))
+                    for k in range(labels.shape[1])
+                ],
+                axis=1,
+            )
+        else:
+            reconstructions = self.reconstruct(capsules, label_mask(labels, self.config.num_classes))
+        return ModelOutput(scores=lengths, capsules=capsules, reconstructions=reconstructions, couplings=couplings)

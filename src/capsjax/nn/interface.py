@@ -1,0 +1,50 @@
+"""What every model takes and returns: images ``[batch, height, width, channels]`` in, :class:`ModelOutput` out.
+
+A model is interchangeable in the training loop when it is called as
+``model(images, labels=None, *, dropout_key=None)`` and returns a :class:`ModelOutput`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from jaxtyping import Array, Float
+
+from capsjax.ops._shapes import check_shape
+
+
+class ModelOutput(NamedTuple):
+    """What a classifier returns for a batch.
+
+    Attributes:
+      scores: class scores ``[batch, classes]``: capsule lengths in [0, 1) for CapsNet, softmax
+        probabilities for the CNN. The prediction is their argmax (their top ``k`` for images
+        holding ``k`` objects; softmax keeps the logits' order, so the top ``k`` are the same
+        whichever cross-entropy trained the CNN).
+      capsules: class capsules ``[batch, classes, dim]`` (None for the CNN).
+      reconstructions: ``[batch, height, width, channels]`` (None without a decoder).
+      couplings: routing coefficients ``[batch, in_caps, classes]`` (None for the CNN).
+      logits: unnormalised scores ``[batch, classes]`` of a classifier (None for CapsNet); when
+        present, training uses cross-entropy on them instead of the margin loss (softmax for one
+        label per image, per-class sigmoid for several; see
+        :func:`capsjax.training.objectives.classification_loss`).
+    """
+
+    scores: Float[Array, "batch classes"]
+    capsules: Any = None
+    reconstructions: Any = None
+    couplings: Any = None
+    logits: Any = None
+
+    @property
+    def lengths(self) -> Float[Array, "batch classes"]:
+        """Deprecated name of :attr:`scores` (they are lengths only for capsule models)."""
+        warnings.warn("ModelOutput.lengths is deprecated; use ModelOutput.scores", DeprecationWarning, stacklevel=2)
+        return self.scores
+
+
+def check_images(x, image_shape: Sequence[int]) -> None:
+    """Raise ValueError unless ``x`` is a batch of images of ``image_shape`` ``(height, width, channels)``."""
+    check_shape("x", x, ("batch", *image_shape))

@@ -1,0 +1,214 @@
+"""Flax NNX capsule layers. Thin: they own parameters and call the pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+from capsjax.ops._shapes import check_shape
+from capsjax.ops.convolution import Lowering, conv2d, conv_output_size
+from capsjax.ops.masking import mask_capsules
+from capsjax.ops.routing import RoutingFn, RoutingResult, get_routing
+from capsjax.ops.squashing import squash
+from capsjax.ops.voting import capsule_votes
+
+
+class Conv2D(nnx.Module):
+    """VALID 2-D convolution with a pluggable lowering (see :mod:`capsjax.ops.convolution`).
+
+    Parameters: ``kernel [kh, kw, in_channels, out_channels]`` (LeCun-normal) and ``bias [out_channels]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: str = "VALID",
+        lowering: Lowering = "auto",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        shape = (kernel_size, kernel_size, in_channels, out_channels)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
+        self.stride = stride
+        self.padding = padding
+        self.lowering = lowering
+        self.dtype = dtype
+
+    def __call__(self, x: Float[Array, "batch height width in_channels"]) -> jax.Array:
+        kernel = self.kernel[...].astype(self.dtype)
+        y = conv2d(x.astype(self.dtype), kernel, stride=self.stride, padding=self.padding, lowering=self.lowering)
+        return y + self.bias[...].astype(self.dtype)[None, None, None, :]
+
+
+class PrimaryCapsules(nnx.Module):
+    """Convolution -> capsules -> squash (Sabour et al. 2017, sec. 4).
+
+    A ``kernel_size`` conv with ``num_types * caps_dim`` channels; each grid position holds
+    ``num_types`` capsules of ``caps_dim`` dims. For MNIST: 20x20x256 -> 6x6 grid x 32 types x 8D
+    = 1152 capsules. Capsules are ordered (row, column, type).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_types: int = 32,
+        caps_dim: int = 8,
+        kernel_size: int = 9,
+        stride: int = 2,
+        lowering: Lowering = "auto",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = Conv2D(
+            in_channels,
+            num_types * caps_dim,
+            kernel_size,
+            stride=stride,
+            lowering=lowering,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.num_types = num_types
+        self.caps_dim = caps_dim
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Grid of capsule positions for an input feature map of ``height x width``."""
+        return (
+            conv_output_size(height, self.kernel_size, self.stride),
+            conv_output_size(width, self.kernel_size, self.stride),
+        )
+
+    def __call__(self, features: Float[Array, "batch height width channels"]) -> Float[Array, "batch caps caps_dim"]:
+        y = self.conv(features)
+        batch, grid_h, grid_w, _ = y.shape
+        capsules = y.reshape(batch, grid_h * grid_w * self.num_types, self.caps_dim)
+        return squash(capsules.astype(jnp.float32))
+
+
+class RoutedCapsules(nnx.Module):
+    """A layer of capsules fed by routing-by-agreement from every capsule below.
+
+    Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``) and, if
+    ``use_bias``, ``bias [out_caps, out_dim]``. The forward pass is ``jax.vmap`` of
+    :func:`capsjax.capsule_votes` and of the routing function over the batch.
+
+    Args:
+      routing: a name from :data:`capsjax.ROUTING_FUNCTIONS` or any callable with the
+        :class:`capsjax.RoutingFn` signature.
+      num_iters: routing iterations.
+      routing_options: extra keyword arguments of the routing function (e.g. ``leaky=True``).
+      remat: wrap routing in ``jax.checkpoint`` (recompute it in the backward pass instead of
+        storing its intermediates; cuts activation memory for large capsule counts).
+    """
+
+    def __init__(
+        self,
+        in_caps: int,
+        in_dim: int,
+        out_caps: int,
+        out_dim: int,
+        *,
+        routing: str | RoutingFn = "dynamic",
+        num_iters: int = 3,
+        routing_options: dict | None = None,
+        use_bias: bool = False,
+        remat: bool = False,
+        w_init_std: float = 0.01,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        shape = (in_caps, out_caps, out_dim, in_dim)
+        self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
+        self.routing_fn = get_routing(routing)
+        self.num_iters = num_iters
+        self.routing_options = dict(routing_options or {})
+        self.remat = remat
+        self.dtype = dtype
+
+    def votes(self, u: Float[Array, "batch in_caps in_dim"]) -> Float[Array, "batch in_caps out_caps out_dim"]:
+        """Votes of a batch (float32)."""
+        self._check_input(u)
+        return _batch_votes(u, self.W[...], self.dtype)
+
+    def route(
+        self, votes: Float[Array, "batch in_caps out_caps out_dim"], *, num_iters: int | None = None
+    ) -> RoutingResult:
+        """Route a batch of votes (``num_iters`` defaults to the layer's); every field gets a batch axis."""
+        bias = None if self.bias is None else self.bias[...]
+        num_iters = self.num_iters if num_iters is None else num_iters
+        return _batch_route(votes, bias, self.routing_fn, num_iters, self.routing_options)
+
+    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
+        """Returns :class:`RoutingResult` with a leading batch axis on every field."""
+        self._check_input(u)
+        bias = None if self.bias is None else self.bias[...]
+        routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
+
+        def vote_and_route(u, W, bias):
+            return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options)
+
+        if self.remat:
+            # Recompute the votes and the routing iterations in the backward pass: only u and W are
+            # kept, instead of the votes ([batch, in_caps, out_caps, out_dim]) and every iteration's
+            # intermediates.
+            vote_and_route = jax.checkpoint(vote_and_route)
+        return vote_and_route(u, self.W[...], bias)
+
+    def _check_input(self, u) -> None:
+        in_caps, _, _, in_dim = self.W.shape
+        check_shape("u", u, ("batch", in_caps, in_dim))
+
+
+def _batch_votes(u: jax.Array, W: jax.Array, dtype) -> jax.Array:
+    votes = jax.vmap(capsule_votes, in_axes=(0, None))(u.astype(dtype), W.astype(dtype))
+    return votes.astype(jnp.float32)
+
+
+def _batch_route(votes: jax.Array, bias, routing_fn: RoutingFn, num_iters: int, options: dict) -> RoutingResult:
+    return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
+
+
+class Decoder(nnx.Module):
+    """Reconstruction network: masked class capsules -> FC ReLU layers -> sigmoid image.
+
+    The paper's: 160 -> 512 -> 1024 -> 784 (Sabour et al. 2017, Fig. 2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        caps_dim: int,
+        image_shape: Sequence[int],
+        *,
+        hidden: Sequence[int] = (512, 1024),
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        sizes = [num_classes * caps_dim, *hidden, math.prod(image_shape)]
+        self.layers = nnx.List(
+            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
+        self.image_shape = tuple(image_shape)
+
+    def __call__(
+        self, capsules: Float[Array, "batch classes dim"], mask: Float[Array, "batch classes"]
+    ) -> Float[Array, "batch height width channels"]:
+        h = jax.vmap(mask_capsules)(capsules, mask)
+        for layer in self.layers[:-1]:
+            h = jax.nn.relu(layer(h))
+        image = jax.nn.sigmoid(self.layers[-1](h).astype(jnp.float32))
+        return image.reshape((capsules.shape[0],) + self.image_shape)

@@ -1,0 +1,44 @@
+"""Pure capsule math, written for ONE example and batched with ``jax.vmap`` where it is used.
+
+The lowest layer of capsjax: it imports JAX and nothing else of the package. Modules:
+``squashing`` (eq. 1), ``voting`` (eq. 2), ``routing`` (Procedure 1), ``masking`` (class masks),
+``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings) and
+``preprocess`` (uint8 to float, random shifts).
+"""
+
+from capsjax.ops.convolution import conv2d
+from capsjax.ops.losses import margin_loss, reconstruction_loss
+from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
+from capsjax.ops.preprocess import random_shift, shift_batch, to_float
+from capsjax.ops.routing import (
+    ROUTING_FUNCTIONS,
+    RoutingFn,
+    RoutingResult,
+    coupling_coefficients,
+    dynamic_routing,
+    get_routing,
+)
+from capsjax.ops.squashing import safe_norm, squash
+from capsjax.ops.voting import capsule_votes
+
+__all__ = [
+    "ROUTING_FUNCTIONS",
+    "RoutingFn",
+    "RoutingResult",
+    "capsule_votes",
+    "conv2d",
+    "coupling_coefficients",
+    "dynamic_routing",
+    "get_routing",
+    "label_mask",
+    "length_mask",
+    "margin_loss",
+    "mask_capsules",
+    "multi_hot",
+    "random_shift",
+    "reconstruction_loss",
+    "safe_norm",
+    "shift_batch",
+    "squash",
+    "to_float",
+]

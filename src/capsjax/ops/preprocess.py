@@ -1,0 +1,42 @@
+"""On-device input preprocessing: uint8 pixels to floats, and the paper's random shifts of up to 2 pixels."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, UInt8
+
+
+def to_float(images: UInt8[Array, "..."]) -> Float[Array, "..."]:
+    """uint8 pixels (what travels host -> device, 4x less than float32) to float32 in [0, 1].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.preprocess import to_float
+      >>> to_float(jnp.array([0, 255], jnp.uint8)).tolist()
+      [0.0, 1.0]
+    """
+    return jnp.asarray(images).astype(jnp.float32) / 255.0
+
+
+def random_shift(
+    image: Float[Array, "height width channels"], key: jax.Array, *, max_shift: int = 2
+) -> Float[Array, "height width channels"]:
+    """Shift ONE image by a random integer offset in [-max_shift, max_shift] on each axis.
+
+    Pixels shifted in are zero. Batch with ``jax.vmap`` over ``(image, key)`` (see :func:`shift_batch`).
+    """
+    if max_shift == 0:
+        return image
+    height, width, channels = image.shape
+    padded = jnp.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    offsets = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
+    return jax.lax.dynamic_slice(padded, (offsets[0], offsets[1], 0), (height, width, channels))
+
+
+def shift_batch(
+    images: Float[Array, "batch height width channels"], key: jax.Array, *, max_shift: int = 2
+) -> Float[Array, "batch height width channels"]:
+    """:func:`random_shift` with an independent offset per example."""
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(lambda im, k: random_shift(im, k, max_shift=max_shift))(images, keys)

@@ -1,0 +1,263 @@
+"""A training run in a work directory: config, metrics, checkpoints, images and a summary.
+
+``workdir/`` after :func:`train_and_evaluate`::
+
+    config.json            the resolved TrainConfig
+    metrics.jsonl          one JSON record per logged step and per evaluation
+    tensorboard/           the same metrics as TensorBoard event files
+    checkpoints/<step>/    orbax checkpoints (every checkpoint_every_steps and eval_every_steps, each
+                           epoch, on SIGINT/SIGTERM; the newest keep_checkpoints of them)
+    reconstructions_epoch<N>.png   test digits (odd rows) and their reconstructions (even rows)
+    summary.json           test accuracy, error %, epochs, wall time, examples/s, parameters, versions
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import pathlib
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import flax
+import jax
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from capsjax.data.dataset import ArrayDataset
+from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
+from capsjax.data.pipeline import eval_batches, prefetch, train_batches
+from capsjax.data.registry import load_split
+from capsjax.nn.registry import count_params
+from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.config import TrainConfig, read_config, save_config
+from capsjax.training.evaluation import evaluate, model_outputs
+from capsjax.training.metrics import MetricWriter
+from capsjax.training.sharding import Sharding
+from capsjax.training.state import init_state
+from capsjax.training.steps import make_eval_step, make_train_step
+
+log = logging.getLogger("capsjax")
+
+# Called after every step with (step, metrics); may set the run's stop event (tests, schedulers).
+StepHook = Callable[[int, dict], None]
+
+
+class StopRequested:
+    """A flag set by SIGINT/SIGTERM (or a hook); the loop checkpoints and returns when it is set."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+
+def _install_signal_handlers(stop: StopRequested):
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, _frame: stop.set(signal.Signals(signum).name))
+    return previous
+
+
+def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
+    """The train and test splits as ``config.data`` asks (see :func:`capsjax.data.registry.load_split`)."""
+    data = config.data
+    return tuple(
+        load_split(data.name, split, data_dir=data_dir, num_examples=count, canvas=data.canvas)
+        for split, count in (("train", data.train_examples), ("test", data.test_examples))
+    )
+
+
+def _versions() -> dict:
+    return {
+        "capsjax": importlib.metadata.version("capsjax"),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+    }
+
+
+def save_reconstructions(graphdef, params, dataset: ArrayDataset, path: pathlib.Path, *, count: int = 32):
+    """PNG of the first ``count`` test images and their reconstructions; None for a model without a decoder.
+
+    One object per image: inputs over reconstructions (the capsule chosen by the prediction).
+    Several objects (MultiMNIST): each input over its objects' reconstructions, each decoded from
+    that object's true class capsule, in red and green.
+    """
+    sample = dataset.take(count)
+    labels = None if sample.targets is None else sample.labels
+    reconstructions = model_outputs(nnx.merge(graphdef, params), sample.images, labels).reconstructions
+    if reconstructions is None:
+        return None
+    grid = (reconstruction_grid if labels is None else overlay_grid)(sample.images, reconstructions)
+    return save_png(path, grid, scale=3)
+
+
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | pathlib.Path,
+    *,
+    data_dir=None,
+    resume: bool = False,
+    hooks: Sequence[StepHook] = (),
+    stop: StopRequested | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``config`` in ``workdir`` and evaluate on the test split after every epoch.
+
+    Args:
+      config: the run's :class:`TrainConfig`.
+      workdir: output folder (created). With ``resume``, its checkpoint and config are used.
+      data_dir: folder of IDX files (see :func:`capsjax.data.sources.load_dataset`).
+      resume: continue from the latest checkpoint; the result equals an uninterrupted run.
+      hooks: called after each step with ``(step, metrics)``.
+      stop: a :class:`StopRequested` to end the run early (a checkpoint is written first).
+      progress: show a progress bar.
+
+    Returns:
+      the summary dict, also written to ``workdir/summary.json`` (``status`` is ``"completed"`` or
+      ``"interrupted"``).
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+    if not resume and checkpointer.latest_step() is not None:
+        step = checkpointer.latest_step()
+        checkpointer.close()
+        raise ValueError(
+            f"{workdir} already holds a checkpoint (step {step}): continue it "
+            "with --resume, or train into a new --workdir"
+        )
+    config_path = workdir / "config.json"
+    if resume and config_path.exists() and read_config(config_path) != config:
+        log.warning("resuming with a config that differs from %s; the new one is used", config_path)
+    save_config(config, config_path)
+
+    sharding = Sharding.over_local_devices()
+    sharding.check_batch_size(config.batch_size)
+    sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
+    train_set, test_set = load_data(config, data_dir)
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(train_set)})")
+    total_steps = steps_per_epoch * config.epochs
+
+    graphdef, state = init_state(config)
+    num_params = count_params(nnx.merge(graphdef, state.params))
+    if resume and checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state)
+        log.info("resumed from step %d", int(state.step))
+    state = sharding.replicated(state)
+    train_step = make_train_step(graphdef, config)
+    eval_step = make_eval_step(graphdef, config)
+
+    stop = StopRequested() if stop is None else stop
+    previous_handlers = _install_signal_handlers(stop)
+    writer = MetricWriter(workdir)
+    step = int(state.step)
+    start_time = time.perf_counter()
+    trained_examples, train_seconds = 0, 0.0
+    test_metrics: dict = {}
+
+    def test_now() -> dict:
+        checkpointer.save(step, state)
+        metrics = evaluate(eval_step, state.params, eval_batches(test_set, batch_size=config.eval_batch_size), sharding)
+        writer.write_scalars(step, metrics, prefix="test/")
+        return metrics
+
+    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    try:
+        while step < total_steps and not stop:
+            epoch = step // steps_per_epoch
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+            batches = train_batches(
+                train_set,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                epoch=epoch,
+                start=step % steps_per_epoch,
+            )
+            window_start, window_steps = time.perf_counter(), 0
+            for batch in prefetch(batches, sharding.batch, size=config.prefetch):
+                state, metrics = train_step(state, *batch)
+                step += 1
+                window_steps += 1
+                for hook in hooks:
+                    hook(step, metrics)
+                if step % config.log_every_steps == 0 or step % steps_per_epoch == 0:
+                    metrics = jax.device_get(metrics)
+                    elapsed = time.perf_counter() - window_start
+                    metrics["examples_per_sec"] = window_steps * config.batch_size / elapsed
+                    if window_steps >= 2 or step > config.log_every_steps:  # exclude compile windows
+                        trained_examples += window_steps * config.batch_size
+                        train_seconds += elapsed
+                    writer.write_scalars(step, metrics, prefix="train/")
+                    bar.set_postfix(
+                        loss=f"{metrics['loss']:.4f}",
+                        acc=f"{metrics['accuracy']:.3f}",
+                        ex_s=f"{metrics['examples_per_sec']:.0f}",
+                    )
+                    window_start, window_steps = time.perf_counter(), 0
+                bar.update(1)
+                if step % config.checkpoint_every_steps == 0:
+                    checkpointer.save(step, state)
+                if stop or step % steps_per_epoch == 0:
+                    break
+                if config.eval_every_steps and step % config.eval_every_steps == 0:
+                    accuracy = test_now()["accuracy"]
+                    bar.set_postfix_str(f"test accuracy {100 * accuracy:.2f}% at step {step}")
+            if step % steps_per_epoch == 0:
+                test_metrics = test_now()
+                save_reconstructions(
+                    graphdef, state.params, test_set, workdir / f"reconstructions_epoch{step // steps_per_epoch}.png"
+                )
+                bar.write(
+                    f"epoch {step // steps_per_epoch}: test accuracy {100 * test_metrics['accuracy']:.2f}% "
+                    f"({test_metrics['count']} images)"
+                )
+        if stop:
+            checkpointer.save(step, state)
+            bar.write(f"stopped ({stop.reason}) at step {step}; checkpoint saved; continue with --resume")
+    finally:
+        bar.close()
+        checkpointer.close()
+        writer.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+    summary = {
+        "status": "interrupted" if step < total_steps else "completed",
+        "model": config.model,
+        "dataset": config.data.name,
+        "data_source": train_set.source,
+        "step": step,
+        "epochs": step / steps_per_epoch,
+        "train_examples": len(train_set),
+        "test_accuracy": test_metrics.get("accuracy"),
+        "test_error_percent": test_metrics.get("error_percent"),
+        "test_examples": test_metrics.get("count"),
+        "wall_time_sec": time.perf_counter() - start_time,
+        "train_examples_per_sec": trained_examples / train_seconds if train_seconds else None,
+        "parameters": num_params,
+        "batch_size": config.batch_size,
+        "devices": sharding.num_devices,
+        "versions": _versions(),
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

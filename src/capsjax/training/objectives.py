@@ -1,0 +1,66 @@
+"""What training minimises and counts: the class loss, the reconstruction loss and correct predictions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from capsjax.nn.interface import ModelOutput
+from capsjax.ops.losses import margin_loss, reconstruction_loss
+from capsjax.ops.masking import multi_hot
+from capsjax.training.config import LossConfig
+
+
+def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per example ``[batch]`` bool: the highest score ``[batch, classes]`` is the label; with
+    ``[batch, k]`` labels (MultiMNIST, the paper's rule), the ``k`` highest are exactly the labelled classes."""
+    if labels.ndim == 1:
+        return jnp.argmax(scores, axis=-1) == labels
+    top = jax.lax.top_k(scores, labels.shape[1])[1]
+    return jnp.all(multi_hot(top, scores.shape[-1]) == multi_hot(labels, scores.shape[-1]), axis=-1)
+
+
+def classification_loss(output: ModelOutput, labels: jax.Array, config: LossConfig) -> jax.Array:
+    """Per-example class loss ``[batch]``.
+
+    A model with ``logits`` (the CNN) gets softmax cross-entropy for one label per image, and for
+    several (``[batch, objects]`` labels, MultiMNIST) a sigmoid cross-entropy per class summed over
+    the classes, since the present classes are not mutually exclusive. A capsule model gets the
+    margin loss on its capsule lengths, with every labelled class present.
+    """
+    if labels.ndim == 2:
+        present = multi_hot(labels, output.scores.shape[-1])
+        if output.logits is not None:
+            return jnp.sum(optax.sigmoid_binary_cross_entropy(output.logits, present), axis=-1)
+        labels = present
+    elif output.logits is not None:
+        return optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
+    return margin_loss(
+        output.scores,
+        labels,
+        m_plus=config.m_plus,
+        m_minus=config.m_minus,
+        lam=config.lam,
+        reduction=config.margin_reduction,
+    )
+
+
+def compute_losses(
+    output: ModelOutput, images: jax.Array, labels: jax.Array, config: LossConfig, targets: jax.Array | None = None
+) -> tuple[jax.Array, dict]:
+    """Mean loss over the batch and its parts.
+
+    :func:`classification_loss`, plus the weighted reconstruction loss when there are
+    reconstructions and ``recon_weight > 0``. With ``[batch, objects]`` labels each object's
+    reconstruction is compared with ``targets [batch, objects, h, w, c]`` (that object alone).
+    """
+    classification = jnp.mean(classification_loss(output, labels, config))
+    reconstruction = jnp.zeros((), jnp.float32)
+    if output.reconstructions is not None and config.recon_weight > 0:
+        wanted = images if targets is None else targets
+        per_object = reconstruction_loss(wanted, output.reconstructions, weight=config.recon_weight)
+        reconstruction = jnp.mean(per_object.reshape(per_object.shape[0], -1).sum(-1))
+    accuracy = jnp.mean(correct_predictions(output.scores, labels))
+    total = classification + reconstruction
+    return total, {"loss": total, "class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy}

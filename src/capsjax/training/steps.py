@@ -1,0 +1,69 @@
+"""The jitted train and eval steps: pure functions of pytrees, compiled once.
+
+The train step is ``(TrainState, images, labels) -> (TrainState, metrics)``; the model's structure
+(NNX ``GraphDef``) is closed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from capsjax.ops.preprocess import shift_batch, to_float
+from capsjax.training.config import TrainConfig
+from capsjax.training.objectives import classification_loss, compute_losses, correct_predictions
+from capsjax.training.state import TrainState, learning_rate_schedule, make_optimizer
+
+
+def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
+    """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
+
+    Augmentation (random shifts of ``config.data.max_shift`` pixels) runs on device inside the
+    step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
+    resumed run repeats them exactly. The state's buffers are donated.
+    """
+    tx = make_optimizer(config.optim)
+    schedule = learning_rate_schedule(config.optim)
+
+    def train_step(state: TrainState, images, labels, targets=None):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        shift_key, dropout_key = jax.random.split(key)
+        images = to_float(images)
+        if targets is not None:
+            targets = to_float(targets)  # objects were placed by the data generator: no shifts
+        elif config.data.max_shift > 0:
+            images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params)
+            output = model(images, labels, dropout_key=dropout_key)
+            return compute_losses(output, images, labels, config.loss, targets)
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {**metrics, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads)}
+        return TrainState(state.step + 1, params, opt_state, state.rng), metrics
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
+    """Jitted ``(params, images uint8, labels, valid bool) -> {correct, loss_sum, count}``."""
+
+    def eval_step(params, images, labels, valid):
+        images = to_float(images)
+        output = nnx.merge(graphdef, params)(images)
+        correct = correct_predictions(output.scores, labels) & valid
+        per_example = classification_loss(output, labels, config.loss)
+        return {
+            "correct": jnp.sum(correct),
+            "loss_sum": jnp.sum(jnp.where(valid, per_example, 0.0)),
+            "count": jnp.sum(valid),
+        }
+
+    return jax.jit(eval_step)

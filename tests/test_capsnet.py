@@ -1,0 +1,105 @@
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from capsjax import CapsNet, CapsNetConfig, RoutingConfig, count_params, margin_loss, reconstruction_loss
+
+
+@pytest.fixture(scope="module")
+def capsnet():
+    return CapsNet(rngs=nnx.Rngs(0))
+
+
+def test_paper_parameter_count(capsnet):
+    assert count_params(capsnet) == 8_215_568
+    assert count_params(capsnet) - count_params(capsnet.decoder) == 6_804_224
+    assert capsnet.num_primary == 1152
+
+
+def test_output_shapes(capsnet):
+    out = capsnet(jax.random.uniform(jax.random.key(0), (3, 28, 28, 1)), jnp.array([1, 2, 3]))
+    chex.assert_shape(out.scores, (3, 10))
+    chex.assert_shape(out.capsules, (3, 10, 16))
+    chex.assert_shape(out.reconstructions, (3, 28, 28, 1))
+    chex.assert_shape(out.couplings, (3, 1152, 10))
+    assert jnp.all(out.scores < 1)
+
+
+def test_bad_image_shape(capsnet):
+    with pytest.raises(ValueError, match=r"x: expected rank 4 \[batch, 28, 28, 1\], got shape \(2, 28, 28\)"):
+        capsnet(jnp.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match=r"got shape \(2, 32, 32, 1\)"):
+        capsnet(jnp.zeros((2, 32, 32, 1)))
+
+
+def total_loss(model, images, labels):
+    out = model(images, labels)
+    return jnp.mean(margin_loss(out.scores, labels) + reconstruction_loss(images, out.reconstructions))
+
+
+@pytest.mark.parametrize("kind", ["zeros", "random"])
+def test_finite_gradients_of_total_loss(capsnet, kind):
+    images = jnp.zeros((2, 28, 28, 1)) if kind == "zeros" else jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    labels = jnp.array([3, 7])
+    loss, grads = nnx.value_and_grad(total_loss)(capsnet, images, labels)
+    chex.assert_tree_all_finite((loss, nnx.state(grads)))
+    # Every parameter group receives gradient (a zero image still reaches the decoder and W via biases).
+    if kind == "random":
+        for path, g in jax.tree_util.tree_leaves_with_path(nnx.state(grads)):
+            assert jnp.any(g != 0), path
+
+
+def test_lowerings_give_the_same_model():
+    small = CapsNetConfig(conv_channels=8, primary_types=2, decoder_hidden=(16,))
+    images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
+    outs = [
+        CapsNet(dataclasses.replace(small, conv_lowering=lowering), rngs=nnx.Rngs(0))(images)
+        for lowering in ("native", "patches")
+    ]
+    chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_config_variants_change_the_network():
+    config = CapsNetConfig(
+        image_shape=(36, 36, 1),
+        conv_channels=8,
+        primary_types=2,
+        decoder_hidden=(16,),
+        routing=RoutingConfig(num_iters=1, bias=True, leaky=True),
+    )
+    model = CapsNet(config, rngs=nnx.Rngs(0))
+    assert model.num_primary == 10 * 10 * 2
+    out = model(jnp.zeros((1, 36, 36, 1)))
+    chex.assert_shape(out.reconstructions, (1, 36, 36, 1))
+    assert jnp.all(out.couplings.sum(-1) < 1)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    small = CapsNetConfig(conv_channels=8, primary_types=2, decoder_hidden=(16,))
+    images = jax.random.uniform(jax.random.key(3), (2, 28, 28, 1))
+    full = CapsNet(small, rngs=nnx.Rngs(0))
+    half = CapsNet(dataclasses.replace(small, compute_dtype="bfloat16"), rngs=nnx.Rngs(0))
+    for leaf in jax.tree_util.tree_leaves(nnx.state(half, nnx.Param)):
+        assert leaf.dtype == jnp.float32
+    np.testing.assert_allclose(half(images).scores, full(images).scores, atol=0.02)
+    assert half(images).scores.dtype == jnp.float32
+
+
+def test_baseline_cnn_output():  # its 35.4M parameter count is the BaselineCNN doctest
+    from capsjax import BaselineCNN, CNNConfig
+
+    cnn = BaselineCNN(CNNConfig(conv_channels=(4, 4, 2), hidden=(8, 8)), rngs=nnx.Rngs(0))
+    out = cnn(jnp.zeros((3, 28, 28, 1)))
+    chex.assert_shape(out.logits, (3, 10))
+    np.testing.assert_allclose(out.scores.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_deprecated_lengths_field_is_the_scores(capsnet):
+    out = capsnet(jnp.zeros((1, 28, 28, 1)))
+    with pytest.warns(DeprecationWarning, match="scores"):
+        np.testing.assert_array_equal(out.lengths, out.scores)

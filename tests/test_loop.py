@@ -1,0 +1,134 @@
+"""Runs in a work directory: resume equality, interruption, sharding, outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import numpy as np
+import pytest
+
+from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.loop import StopRequested, train_and_evaluate
+from capsjax.training.state import init_state
+from helpers import tiny_config, write_fake_mnist
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    return write_fake_mnist(tmp_path_factory.mktemp("fake_mnist"), train=192, test=64)
+
+
+def final_params(workdir, config):
+    _, like = init_state(config)
+    checkpointer = Checkpointer(workdir)
+    try:
+        return checkpointer.restore(like).params
+    finally:
+        checkpointer.close()
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fake_data):
+    config = tiny_config()  # 6 steps per epoch, 2 epochs, checkpoints every 3 steps
+    full = train_and_evaluate(config, tmp_path / "full", data_dir=fake_data, progress=False)
+    assert full["status"] == "completed" and full["step"] == 12
+
+    stop = StopRequested()
+
+    def stop_at_step_8(step, _metrics):
+        if step == 8:
+            stop.set("test")
+
+    partial = train_and_evaluate(
+        config, tmp_path / "resumed", data_dir=fake_data, hooks=[stop_at_step_8], stop=stop, progress=False
+    )
+    assert partial["status"] == "interrupted" and partial["step"] == 8
+    resumed = train_and_evaluate(config, tmp_path / "resumed", data_dir=fake_data, resume=True, progress=False)
+    assert resumed["step"] == 12
+    chex.assert_trees_all_equal(final_params(tmp_path / "full", config), final_params(tmp_path / "resumed", config))
+
+
+def test_work_directory_contents(tmp_path, fake_data):
+    config = tiny_config(epochs=1)
+    summary = train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "reconstructions_epoch1.png"):
+        assert (tmp_path / name).is_file(), name
+    assert any((tmp_path / "tensorboard").iterdir())
+    assert Checkpointer(tmp_path).latest_step() == 6
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["parameters"] == summary["parameters"] > 0
+    assert 0.0 <= saved["test_accuracy"] <= 1.0 and saved["test_examples"] == 64
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/learning_rate", "train/examples_per_sec"} <= set(records[0])
+    assert any("test/accuracy" in r for r in records)
+
+
+def test_batch_size_must_divide_over_devices_and_fit(tmp_path, fake_data):
+    with pytest.raises(ValueError, match="larger than the training set"):
+        train_and_evaluate(
+            tiny_config(batch_size=1000, eval_batch_size=1000), tmp_path, data_dir=fake_data, progress=False
+        )
+
+
+SHARDED_SCRIPT = """
+import sys, numpy as np, jax
+from capsjax.training.loop import train_and_evaluate
+from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.state import init_state
+sys.path.insert(0, {tests!r})
+from helpers import tiny_config
+config = tiny_config(epochs=1)
+summary = train_and_evaluate(config, {workdir!r}, data_dir={data!r}, progress=False)
+assert summary["devices"] == jax.device_count(), summary["devices"]
+_, like = init_state(config)
+params = Checkpointer({workdir!r}).restore(like).params
+leaves = jax.tree_util.tree_leaves(params)
+np.savez({out!r}, *[np.asarray(x) for x in leaves])
+print("devices", jax.device_count())
+"""
+
+
+def run_with_devices(n, tmp_path, data):
+    out = tmp_path / f"params_{n}.npz"
+    script = SHARDED_SCRIPT.format(
+        tests=os.path.dirname(__file__), workdir=str(tmp_path / f"run{n}"), data=str(data), out=str(out)
+    )
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"devices {n}" in result.stdout
+    with np.load(out) as f:
+        return [f[k] for k in sorted(f.files, key=lambda s: int(s.split("_")[1]))]
+
+
+def test_sharded_over_two_devices_equals_single_device(tmp_path, fake_data):
+    single = run_with_devices(1, tmp_path, fake_data)
+    sharded = run_with_devices(2, tmp_path, fake_data)
+    for a, b in zip(single, sharded, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_fresh_run_refuses_a_workdir_with_checkpoints(tmp_path, fake_data):
+    config = tiny_config(epochs=1)
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    saved_config = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match="already holds a checkpoint .*--resume"):
+        train_and_evaluate(tiny_config(epochs=2), tmp_path, data_dir=fake_data, progress=False)
+    assert (tmp_path / "config.json").read_text() == saved_config  # the refused run changed nothing
+
+
+def test_evaluations_within_an_epoch_are_logged_and_checkpointed(tmp_path, fake_data):
+    from capsjax.analysis.matching import accuracy_history
+    from capsjax.training.checkpoint import restore_params
+
+    config = tiny_config(epochs=1, eval_every_steps=2, keep_checkpoints=None, checkpoint_every_steps=1000)
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)  # 6 steps per epoch
+    history = accuracy_history(tmp_path)
+    assert sorted(history) == [2, 4, 6] and all(0.0 <= a <= 1.0 for a in history.values())
+    assert Checkpointer(tmp_path).all_steps() == [2, 4, 6]
+    _, _, early = restore_params(tmp_path, step=2)
+    _, _, last = restore_params(tmp_path, step=6)
+    assert not np.allclose(early["conv"]["kernel"][...], last["conv"]["kernel"][...])
+    with pytest.raises(FileNotFoundError, match="step 5"):
+        restore_params(tmp_path, step=5)

@@ -1,0 +1,24 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from capsjax.ops.preprocess import random_shift, shift_batch
+
+
+def test_shift_moves_a_pixel_within_range():
+    image = jnp.zeros((28, 28, 1)).at[14, 14, 0].set(1.0)
+    seen = set()
+    for k in range(60):
+        shifted = random_shift(image, jax.random.key(k), max_shift=2)
+        (row,), (col,), _ = np.nonzero(np.asarray(shifted))
+        assert abs(row - 14) <= 2 and abs(col - 14) <= 2
+        seen.add((row - 14, col - 14))
+    assert len(seen) > 15  # most of the 25 offsets occur
+
+
+def test_batch_shifts_are_independent_per_example():
+    images = jnp.zeros((16, 28, 28, 1)).at[:, 14, 14, 0].set(1.0)
+    shifted = shift_batch(images, jax.random.key(0))
+    positions = {tuple(np.argwhere(np.asarray(s[..., 0]))[0]) for s in shifted}
+    assert len(positions) > 1
+    np.testing.assert_array_equal(shift_batch(images, jax.random.key(0), max_shift=0), images)

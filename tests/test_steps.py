@@ -1,0 +1,60 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from capsjax import ModelOutput
+from capsjax.training.config import LossConfig, OptimConfig
+from capsjax.training.objectives import compute_losses
+from capsjax.training.state import init_state, learning_rate_schedule
+from capsjax.training.steps import make_train_step
+from helpers import tiny_config
+
+
+def test_learning_rate_decays_0_96_per_2000_steps():
+    schedule = learning_rate_schedule(OptimConfig())
+    np.testing.assert_allclose(schedule(0), 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(schedule(2000), 0.96e-3, rtol=1e-6)
+    np.testing.assert_allclose(schedule(4000), 0.96**2 * 1e-3, rtol=1e-6)
+
+
+def test_losses_pick_margin_or_cross_entropy():
+    labels = jnp.array([0, 1])
+    images = jnp.zeros((2, 2, 2, 1))
+    capsnet_like = ModelOutput(scores=jnp.array([[0.9, 0.1], [0.5, 0.5]]), reconstructions=jnp.full((2, 2, 2, 1), 0.5))
+    total, parts = compute_losses(capsnet_like, images, labels, LossConfig())
+    # margin: example 0 meets both margins (0); example 1: 0.16 + 0.5 * 0.16 = 0.24 -> mean 0.12
+    np.testing.assert_allclose(parts["class_loss"], 0.12, rtol=1e-5)
+    np.testing.assert_allclose(parts["recon_loss"], 0.0005 * 4 * 0.25, rtol=1e-5)
+    np.testing.assert_allclose(total, parts["class_loss"] + parts["recon_loss"], rtol=1e-6)
+    _, no_recon = compute_losses(capsnet_like, images, labels, LossConfig(recon_weight=0.0))
+    assert no_recon["recon_loss"] == 0.0
+    logits = jnp.array([[2.0, 0.0], [0.0, 0.0]])
+    cnn_like = ModelOutput(scores=jax.nn.softmax(logits), logits=logits)
+    _, parts = compute_losses(cnn_like, images, labels, LossConfig())
+    expected = np.mean([np.log(1 + np.exp(-2.0)), np.log(2.0)])
+    np.testing.assert_allclose(parts["class_loss"], expected, rtol=1e-5)
+    assert parts["accuracy"] == 0.5
+
+
+@pytest.mark.parametrize("model", ["capsnet", "cnn"])
+def test_train_step_compiles_once_and_learns(model):
+    config = tiny_config(model=model)
+    if model == "cnn":
+        from capsjax import CNNConfig
+
+        config = tiny_config(model="cnn", cnn=CNNConfig(conv_channels=(4, 4, 2), hidden=(16, 8)))
+    graphdef, state = init_state(config)
+    step = make_train_step(graphdef, config)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 32).astype(np.int32)
+    losses = []
+    for _ in range(8):
+        state, metrics = step(state, images, labels)
+        losses.append(float(metrics["loss"]))
+    assert step._cache_size() == 1  # no retrace after the first step
+    assert int(state.step) == 8
+    chex.assert_tree_all_finite(state.params)
+    assert losses[-1] < losses[0]
