@@ -8,7 +8,7 @@ DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 ARGS ?=
 PY_SOURCES := src tests experiments docs/conf.py
 
-.PHONY: install install-dev install-tfds train smoke eval bench test lint format docs check
+.PHONY: install install-dev install-bench install-tfds train smoke eval bench test lint format docs check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(PY)
 install-dev: $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,docs]"
+
+# The peers of `make bench` (TensorFlow with Keras 3, PyTorch; ~1 GB).
+install-bench: install
+	$(PY) -m pip install -q -e ".[dev,bench]"
 
 # tensorflow-datasets with TensorFlow (~1.4 GB): only needed to download datasets online.
 install-tfds: install

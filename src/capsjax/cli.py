@@ -65,7 +65,7 @@ def _predict(args, overrides) -> int:
 def _bench(args, overrides) -> int:
     from capsjax.analysis.bench import run_benchmarks
 
-    run_benchmarks(args.workdir, quick=args.quick, extra=overrides)
+    run_benchmarks(args.workdir, quick=args.quick, bfloat16=args.bfloat16, peers_only=args.peers_only, extra=overrides)
     return 0
 
 
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")
     bench.add_argument("--workdir", default="runs/bench")
     bench.add_argument("--quick", action="store_true", help="small sizes, for tests")
+    bench.add_argument("--peers-only", action="store_true", help="only the side-by-side comparison with the peers")
+    bench.add_argument("--bfloat16", action="store_true", help="compare every system with bfloat16 compute")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -2,6 +2,6 @@
 
 May import every layer below it (ops, nn, data, training), never the CLI. Modules: ``probes``
 (capsule perturbations, couplings by iteration), ``figures`` (PNG plots), ``matching`` (comparing
-models at the same accuracy), ``reports`` (results files), ``classify`` (image files to classes)
-and ``bench`` (speed and memory).
+models at the same accuracy), ``reports`` (results files), ``classify`` (image files to classes),
+``bench`` (speed and memory) and ``side_by_side`` with ``systems/`` (capsjax against its peers).
 """

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from capsjax.analysis import side_by_side as peers
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.pipeline import train_batches
 from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
@@ -29,7 +30,7 @@ from capsjax.ops.voting import capsule_votes
 from capsjax.training.config import TrainConfig
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import init_state
-from capsjax.training.steps import make_eval_step, make_train_step
+from capsjax.training.steps import make_classify_step, make_eval_step, make_train_step
 
 
 def _time(fn: Callable, *, repeats: int) -> float:
@@ -116,6 +117,21 @@ def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
         if memory
         else None,
     }
+
+
+def gflop_per_image(config: CapsNetConfig, *, batch: int = 8) -> dict[str, float]:
+    """XLA's FLOP count per image of the train step and of the classify step (inference) of ``config``."""
+    train_config = TrainConfig(batch_size=batch, capsnet=config)
+    graphdef, state = init_state(train_config)
+    images, labels = _fake_batch(batch, config)
+
+    def flops(compiled) -> float:
+        cost = compiled.cost_analysis()
+        return float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+
+    train = flops(make_train_step(graphdef, train_config).lower(state, images, labels).compile())
+    infer = flops(make_classify_step(graphdef).lower(state.params, images).compile())
+    return {"train": train / batch / 1e9, "infer": infer / batch / 1e9}
 
 
 def routing_benchmark(
@@ -234,6 +250,10 @@ class BenchPlan:
     memory_batches: tuple[int, ...] = (32, 64, 128, 256, 512)
     conv_batch: int = 32
     small_model: bool = False
+    peer_rounds: int = 2
+    peer_train_batch: int = 128
+    peer_infer_batch: int = 256
+    peer_steps: int = 5
 
 
 QUICK = BenchPlan(
@@ -246,11 +266,56 @@ QUICK = BenchPlan(
     memory_batches=(8, 16),
     conv_batch=2,
     small_model=True,
+    peer_rounds=1,
+    peer_train_batch=4,
+    peer_infer_batch=4,
+    peer_steps=1,
 )
 
 
-def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -> dict:
-    """Run every benchmark and write ``bench.json`` and ``bench.md``; returns the results."""
+def compare_with_peers(plan: BenchPlan, *, gemm: float, bfloat16: bool = False, quick: bool = False) -> dict:
+    """:func:`capsjax.analysis.side_by_side.side_by_side` of the paper's network, with ratios and the bound."""
+    paper = CapsNetConfig(compute_dtype="bfloat16" if bfloat16 else "float32")
+    flops = gflop_per_image(paper)
+    result = peers.side_by_side(
+        rounds=plan.peer_rounds,
+        train_batch=plan.peer_train_batch,
+        infer_batch=plan.peer_infer_batch,
+        steps=plan.peer_steps,
+        warmup=1 if quick else 2,
+        bfloat16=bfloat16,
+    )
+    bounds = peers.add_ratios(result["summary"], gemm_gflops=gemm, gflop_per_image=flops)
+    result["bounds"] = {"gemm_gflops": gemm, "gflop_per_image": flops, **bounds}
+    return result
+
+
+def _machine() -> dict:
+    return {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "processor": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "conv_lowering_auto": resolve_lowering("auto"),
+    }
+
+
+def _write(workdir: pathlib.Path, results: dict) -> dict:
+    (workdir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (workdir / "bench.md").write_text(to_markdown(results))
+    print(to_markdown(results))
+    return results
+
+
+def run_benchmarks(
+    workdir, *, quick: bool = False, bfloat16: bool = False, peers_only: bool = False, extra: Sequence[str] = ()
+) -> dict:
+    """Run every benchmark and write ``bench.json`` and ``bench.md``; returns the results.
+
+    The peers come first (each in its own process, while this one holds little), then capsjax's
+    own rows, sweeps and profile (left out with ``peers_only``). ``bfloat16`` runs the side-by-side
+    comparison with every system's bfloat16 compute.
+    """
     if extra:
         raise ValueError(f"capsjax bench: unexpected arguments {list(extra)}")
     plan = QUICK if quick else BenchPlan()
@@ -261,6 +326,13 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
     in_caps = _primary_shapes(model)["in_caps"]
     print(f"benchmarking on {jax.default_backend()} ({jax.device_count()} device(s)); quick={quick}")
     matmul_before = matmul_gflops(512 if quick else 2048)
+    print("side by side with the peers (each run in its own process):")
+    side_by_side = compare_with_peers(plan, gemm=matmul_before, bfloat16=bfloat16, quick=quick)
+    if peers_only:
+        matmul = {"start": matmul_before, "end": matmul_before, "mean": matmul_before}
+        return _write(
+            workdir, {"machine": _machine(), "quick": quick, "matmul_gflops": matmul, "side_by_side": side_by_side}
+        )
     train = []
     for batch in plan.batches:
         row = train_step_benchmark(batch, steps=plan.steps, **small)
@@ -293,15 +365,10 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         row["routing_share"] = routing_sec / row["step_sec"]
         row["input_pipeline_share"] = row["input_pipeline_sec"] / row["step_sec"]
     results = {
-        "machine": {
-            "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "processor": platform.processor() or platform.machine(),
-            "jax": jax.__version__,
-            "conv_lowering_auto": resolve_lowering("auto"),
-        },
+        "machine": _machine(),
         "quick": quick,
         "matmul_gflops": {"start": matmul_before, "end": matmul_after, "mean": matmul},
+        "side_by_side": side_by_side,
         "train": train,
         "routing_sweeps_sec": sweeps,
         "primary_conv_fwd_bwd_sec": {
@@ -314,10 +381,7 @@ def run_benchmarks(workdir, *, quick: bool = False, extra: Sequence[str] = ()) -
         "step_profile_sec": profile,
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    (workdir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (workdir / "bench.md").write_text(to_markdown(results))
-    print(to_markdown(results))
-    return results
+    return _write(workdir, results)
 
 
 def to_markdown(results: dict) -> str:
@@ -327,6 +391,13 @@ def to_markdown(results: dict) -> str:
         f"Backend: {results['machine']['backend']} ({len(results['machine']['devices'])} device(s)), "
         f"jax {results['machine']['jax']}, conv lowering auto = {results['machine']['conv_lowering_auto']}. "
         f"Matmul ceiling (f32 GEMM, same run): {m['mean']:.0f} GFLOP/s (start {m['start']:.0f}, end {m['end']:.0f}).",
+        "",
+        *peers.to_markdown(results["side_by_side"]),
+    ]
+    if "train" not in results:  # peers_only
+        return "\n".join(lines)
+    lines += [
+        "capsjax alone, float32:",
         "",
         "| batch | train ex/s | inference ex/s | first step incl. compile, s | step s | GFLOP/step | GFLOP/s "
         "| roofline ratio | routing share | input pipeline share | XLA temp MiB |",

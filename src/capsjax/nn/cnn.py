@@ -55,11 +55,11 @@ class BaselineCNN(nnx.Module):
             [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         )
 
-    def __call__(self, x, labels=None, *, dropout_key=None) -> ModelOutput:
+    def __call__(self, x, labels=None, *, dropout_key=None, reconstruct: bool = True) -> ModelOutput:
         """``x [batch, height, width, channels]`` -> :class:`ModelOutput` with ``logits``.
 
         ``dropout_key`` switches on dropout (before the last layer, as in the paper); None is evaluation.
-        ``labels`` is unused (no decoder).
+        ``labels`` and ``reconstruct`` are unused (no decoder).
         """
         check_images(x, self.config.image_shape)
         h = x

@@ -1,7 +1,8 @@
 """What every model takes and returns: images ``[batch, height, width, channels]`` in, :class:`ModelOutput` out.
 
 A model is interchangeable in the training loop when it is called as
-``model(images, labels=None, *, dropout_key=None)`` and returns a :class:`ModelOutput`.
+``model(images, labels=None, *, dropout_key=None, reconstruct=True)`` and returns a :class:`ModelOutput`
+(``reconstruct=False``: no decoder, classification only).
 """
 
 from __future__ import annotations

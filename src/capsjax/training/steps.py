@@ -56,8 +56,7 @@ def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """Jitted ``(params, images uint8, labels, valid bool) -> {correct, loss_sum, count}``."""
 
     def eval_step(params, images, labels, valid):
-        images = to_float(images)
-        output = nnx.merge(graphdef, params)(images)
+        output = nnx.merge(graphdef, params)(to_float(images), reconstruct=False)
         correct = correct_predictions(output.scores, labels) & valid
         per_example = classification_loss(output, labels, config.loss)
         return {
@@ -67,3 +66,12 @@ def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         }
 
     return jax.jit(eval_step)
+
+
+def make_classify_step(graphdef: nnx.GraphDef) -> Callable:
+    """Jitted ``(params, images uint8 [b, h, w, c]) -> scores [b, classes]``: inference, no decoder."""
+
+    def classify_step(params, images):
+        return nnx.merge(graphdef, params)(to_float(images), reconstruct=False).scores
+
+    return jax.jit(classify_step)
