@@ -76,7 +76,12 @@ def vote_and_route(
     for iteration in range(num_iters):
         last = iteration == num_iters - 1
         caps, weights = (u, w_flat) if last else (frozen_u, frozen_w)
-        c = coupling_coefficients(logits, leaky=leaky)
+        if iteration == 0:
+            # softmax of the zero logits, written as the constant it is: XLA would otherwise spend
+            # seconds constant-folding a softmax over [batch, in_caps, out_caps] zeros at compile time.
+            c = jnp.full((batch, in_caps, out_caps), 1.0 / (out_caps + int(leaky)), u.dtype)
+        else:
+            c = coupling_coefficients(logits, leaky=leaky)
         # weighted[j, b, (i, k)] = c[b, i, j] u[b, i, k]
         weighted = (jnp.transpose(c, (2, 0, 1))[..., None] * caps[None]).reshape(out_caps, batch, in_caps * in_dim)
         s = jax.lax.dot_general(weighted, weights, (((2,), (1,)), ((0,), (0,))))  # [j, b, d]

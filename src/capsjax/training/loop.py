@@ -194,11 +194,15 @@ def train_and_evaluate(
                 start=step % steps_per_epoch,
             )
             window_start, window_steps = time.perf_counter(), 0
+            in_flight = None
             for batch in prefetch(batches, sharding.batch, size=config.prefetch):
-                # Wait for the step to finish: the bar and examples/s then count completed steps, not
-                # steps queued by async dispatch (the prefetch thread keeps feeding the device meanwhile;
-                # the wait costs the ~ms of dispatch that overlap would hide, against ~1 s steps).
-                state, metrics = jax.block_until_ready(train_step(state, *batch))
+                state, metrics = train_step(state, *batch)
+                # At most one step in flight: wait for the previous one once this one is queued, so
+                # the bar and examples/s follow completed steps (async dispatch would otherwise queue
+                # many steps ahead, then stall at each metrics sync) and the device never idles.
+                if in_flight is not None:
+                    jax.block_until_ready(in_flight)
+                in_flight = metrics
                 step += 1
                 window_steps += 1
                 for hook in hooks:
