@@ -2,7 +2,15 @@ import pathlib
 
 import pytest
 
-from capsjax.training.config import TrainConfig, apply_overrides, from_dict, load_config_file, to_dict
+from capsjax.training.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config_file,
+    to_dict,
+    validate,
+)
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -56,3 +64,65 @@ def test_config_files_load_and_document_their_command(path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_config_file(tmp_path / "nope.py")
+
+
+def test_every_field_has_a_rule():
+    from capsjax.training.config import _RULES, field_paths
+
+    assert sorted(field_paths(TrainConfig())) == sorted(_RULES)
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("--config.batch_size=-8", "config.batch_size = -8: expected a positive integer"),
+        ("--config.batch_size=0", "config.batch_size = 0: expected a positive integer"),
+        ("--config.epochs=0", "config.epochs = 0: expected a positive integer"),
+        ("--config.keep_checkpoints=0", "config.keep_checkpoints = 0: expected a positive integer \\(at least 1"),
+        ("--config.optim.learning_rate=0", "config.optim.learning_rate = 0.0: expected a finite number > 0"),
+        ("--config.optim.learning_rate=inf", "config.optim.learning_rate = inf: expected a finite number > 0"),
+        ("--config.loss.m_plus=1.5", "config.loss.m_plus = 1.5: expected a number in \\[0, 1\\]"),
+        ("--config.cnn.dropout=1", "config.cnn.dropout = 1.0: expected a number in \\[0, 1\\)"),
+        ("--config.model=resnet", "config.model = 'resnet': expected one of \\['capsnet', 'cnn'\\]"),
+        ("--config.data.name=cifar", "config.data.name = 'cifar': expected one of"),
+        ("--config.capsnet.routing.name=em", "config.capsnet.routing.name = 'em': expected one of \\['dynamic'\\]"),
+        ("--config.capsnet.decoder_hidden=(512, 0)", "config.capsnet.decoder_hidden = \\(512, 0\\): expected a tuple"),
+    ],
+)
+def test_bad_values_are_one_line_errors_naming_field_value_and_rule(arg, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        apply_overrides(TrainConfig(), [arg])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.py")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid(path):
+    assert validate(load_config_file(path)) is not None
+
+
+def test_cli_refuses_a_bad_config_before_writing_anything(tmp_path):
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "capsjax",
+            "train",
+            "--config",
+            str(CONFIGS / "smoke.py"),
+            "--workdir",
+            str(workdir),
+            "--config.batch_size=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "capsjax train: error: config.batch_size = 0: expected a positive integer"
+    )
+    assert "Traceback" not in result.stderr and not workdir.exists()

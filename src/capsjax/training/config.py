@@ -11,13 +11,18 @@ import ast
 import dataclasses
 import importlib.util
 import json
+import math
 import pathlib
 import types
 import typing
 from collections.abc import Sequence
 
+from capsjax.data.registry import DATASETS
 from capsjax.nn.capsnet import CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
+from capsjax.nn.registry import MODELS
+from capsjax.ops.convolution import LOWERINGS
+from capsjax.ops.routing import ROUTING_FUNCTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +154,138 @@ def apply_overrides(config: TrainConfig, args: Sequence[str]) -> TrainConfig:
                 raise ValueError(f"{arg}: missing value")
             value = args.pop(0)
         config = override(config, key, value)
+    return validate(config)
+
+
+class ConfigError(ValueError):
+    """A config field holds a value that is not allowed; the message names the field, the value and the rule."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(value) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _positive_or_none(value) -> bool:
+    return value is None or _positive(value)
+
+
+def _non_negative(value) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _non_negative_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _probability(value) -> bool:
+    return _non_negative_number(value) and value <= 1
+
+
+def _positive_tuple(value) -> bool:
+    return isinstance(value, tuple) and all(_positive(v) for v in value)
+
+
+def _one_of(names) -> tuple:
+    return (lambda value: value in names), f"one of {sorted(names)}"
+
+
+_POSITIVE = (_positive, "a positive integer")
+_POSITIVE_OR_NONE = (_positive_or_none, "a positive integer or None")
+_NON_NEGATIVE = (_non_negative, "an integer >= 0")
+_POSITIVE_NUMBER = (_positive_number, "a finite number > 0")
+_NON_NEGATIVE_NUMBER = (_non_negative_number, "a finite number >= 0")
+_PROBABILITY = (_probability, "a number in [0, 1]")
+_SIZES = (_positive_tuple, "a tuple of positive integers")
+
+# Field path -> (rule, what is allowed). Every field of TrainConfig and its groups is listed;
+# tests/test_config.py checks that none is missing.
+_RULES = {
+    "model": _one_of(MODELS),
+    "batch_size": _POSITIVE,
+    "eval_batch_size": _POSITIVE,
+    "epochs": _POSITIVE,
+    "seed": _NON_NEGATIVE,
+    "checkpoint_every_steps": _POSITIVE,
+    "eval_every_steps": _POSITIVE_OR_NONE,
+    "keep_checkpoints": (_positive_or_none, "a positive integer (at least 1 checkpoint kept) or None (all)"),
+    "log_every_steps": _POSITIVE,
+    "prefetch": _NON_NEGATIVE,
+    "data.name": _one_of(DATASETS),
+    "data.train_examples": _POSITIVE_OR_NONE,
+    "data.test_examples": _POSITIVE_OR_NONE,
+    "data.max_shift": _NON_NEGATIVE,
+    "data.canvas": _NON_NEGATIVE,
+    "optim.learning_rate": _POSITIVE_NUMBER,
+    "optim.decay_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]"),
+    "optim.decay_steps": _POSITIVE,
+    "optim.staircase": (lambda v: isinstance(v, bool), "true or false"),
+    "loss.m_plus": _PROBABILITY,
+    "loss.m_minus": _PROBABILITY,
+    "loss.lam": _NON_NEGATIVE_NUMBER,
+    "loss.margin_reduction": _one_of(("sum", "mean")),
+    "loss.recon_weight": _NON_NEGATIVE_NUMBER,
+    "capsnet.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
+    "capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "capsnet.conv_channels": _POSITIVE,
+    "capsnet.conv_kernel": _POSITIVE,
+    "capsnet.primary_types": _POSITIVE,
+    "capsnet.primary_dim": _POSITIVE,
+    "capsnet.primary_kernel": _POSITIVE,
+    "capsnet.primary_stride": _POSITIVE,
+    "capsnet.class_dim": _POSITIVE,
+    "capsnet.routing.name": _one_of(ROUTING_FUNCTIONS),
+    "capsnet.routing.num_iters": _POSITIVE,
+    "capsnet.routing.bias": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.routing.leaky": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.routing.stop_gradient": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.routing.remat": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.decoder_hidden": _SIZES,
+    "capsnet.w_init_std": _POSITIVE_NUMBER,
+    "capsnet.conv_lowering": _one_of(LOWERINGS),
+    "capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
+    "cnn.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
+    "cnn.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "cnn.conv_channels": _SIZES,
+    "cnn.kernel_size": _POSITIVE,
+    "cnn.hidden": _SIZES,
+    "cnn.dropout": (lambda v: _non_negative_number(v) and v < 1, "a number in [0, 1)"),
+    "cnn.conv_lowering": _one_of(LOWERINGS),
+    "cnn.compute_dtype": _one_of(("float32", "bfloat16")),
+}
+
+
+def field_paths(config, prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf field of a (nested) config dataclass."""
+    paths = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        path = prefix + field.name
+        paths += field_paths(value, path + ".") if dataclasses.is_dataclass(value) else [path]
+    return paths
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check every field of ``config``; returns it unchanged.
+
+    Raises:
+      ConfigError: one line naming the first bad field, its value and what is allowed, e.g.
+        ``config.batch_size = -8: expected a positive integer``.
+    """
+    for path in field_paths(config):
+        value = config
+        for name in path.split("."):
+            value = getattr(value, name)
+        rule, allowed = _RULES[path]
+        if not rule(value):
+            raise ConfigError(f"config.{path} = {value!r}: expected {allowed}")
     return config
 
 

@@ -35,7 +35,7 @@ from capsjax.data.pipeline import eval_batches, prefetch, train_batches
 from capsjax.data.registry import load_split
 from capsjax.nn.registry import count_params
 from capsjax.training.checkpoint import Checkpointer
-from capsjax.training.config import TrainConfig, read_config, save_config
+from capsjax.training.config import TrainConfig, read_config, save_config, validate
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter
 from capsjax.training.sharding import Sharding
@@ -134,6 +134,7 @@ def train_and_evaluate(
       the summary dict, also written to ``workdir/summary.json`` (``status`` is ``"completed"`` or
       ``"interrupted"``).
     """
+    validate(config)  # before anything is written
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
