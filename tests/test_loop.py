@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.config import OptimConfig
 from capsjax.training.loop import StopRequested, train_and_evaluate
 from capsjax.training.state import init_state
 from helpers import tiny_config, write_fake_mnist
@@ -132,3 +133,50 @@ def test_evaluations_within_an_epoch_are_logged_and_checkpointed(tmp_path, fake_
     assert not np.allclose(early["conv"]["kernel"][...], last["conv"]["kernel"][...])
     with pytest.raises(FileNotFoundError, match="step 5"):
         restore_params(tmp_path, step=5)
+
+
+def test_non_finite_training_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, fake_data):
+    from capsjax.training.loop import NonFiniteError
+
+    config = tiny_config(optim=OptimConfig(learning_rate=1e30), checkpoint_every_steps=1)
+    with pytest.raises(NonFiniteError, match=r"step \d+: the loss .* not finite; likely causes: a learning rate"):
+        train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    checkpointer = Checkpointer(tmp_path, keep=None)
+    try:
+        for step in checkpointer.all_steps():  # every checkpoint written holds finite parameters
+            _, like = init_state(config)
+            chex.assert_tree_all_finite(checkpointer.restore(like, step).params)
+    finally:
+        checkpointer.close()
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_non_finite_steps_can_be_skipped_and_counted(tmp_path, fake_data):
+    config = tiny_config(optim=OptimConfig(learning_rate=1e30), on_nonfinite="skip", epochs=1)
+    summary = train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    assert summary["status"] == "completed" and 0 < summary["skipped_steps"] <= summary["step"]
+    chex.assert_tree_all_finite(final_params(tmp_path, config))
+
+
+def test_cli_reports_divergence_in_one_line_and_fails(tmp_path, fake_data):
+    smoke = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "smoke.py")
+    args = [
+        sys.executable,
+        "-m",
+        "capsjax",
+        "train",
+        "--config",
+        smoke,
+        "--workdir",
+        str(tmp_path / "run"),
+        "--data-dir",
+        str(fake_data),
+        "--config.optim.learning_rate=1e30",
+        "--config.data.train_examples=192",
+        "--config.data.test_examples=64",
+        "--config.epochs=1",
+    ]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("capsjax train: training diverged: step ") and "Traceback" not in result.stderr

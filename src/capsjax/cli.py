@@ -109,6 +109,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from capsjax.training.loop import NonFiniteError  # imported here: `capsjax --help` stays light
+
+        if not isinstance(err, NonFiniteError):
+            raise
+        print(f"capsjax {args.command}: training diverged: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ from PIL import Image, UnidentifiedImageError
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float images in [0, 1] (or uint8) to uint8."""
+    """Float images in [0, 1] (or uint8) to uint8; NaN (from a diverged model) shows as black."""
     images = np.asarray(images)
     if images.dtype == np.uint8:
         return images
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(np.nan_to_num(images, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def tile(images: np.ndarray, *, columns: int, padding: int = 2, fill: int = 128) -> np.ndarray:

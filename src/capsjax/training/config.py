@@ -79,6 +79,9 @@ class TrainConfig:
     keep_checkpoints: int | None = 2
     log_every_steps: int = 50
     prefetch: int = 2
+    # A step with a non-finite loss or gradient: "stop" the run with an error (the last good
+    # checkpoint stays), or "skip" its update and count it.
+    on_nonfinite: str = "stop"
 
 
 def load_config_file(path: str | pathlib.Path) -> TrainConfig:
@@ -218,6 +221,7 @@ _RULES = {
     "keep_checkpoints": (_positive_or_none, "a positive integer (at least 1 checkpoint kept) or None (all)"),
     "log_every_steps": _POSITIVE,
     "prefetch": _NON_NEGATIVE,
+    "on_nonfinite": _one_of(("stop", "skip")),
     "data.name": _one_of(DATASETS),
     "data.train_examples": _POSITIVE_OR_NONE,
     "data.test_examples": _POSITIVE_OR_NONE,

@@ -48,6 +48,10 @@ log = logging.getLogger("capsjax")
 StepHook = Callable[[int, dict], None]
 
 
+class NonFiniteError(RuntimeError):
+    """A training step's loss or gradients were not finite (``on_nonfinite="stop"``)."""
+
+
 class StopRequested:
     """A flag set by SIGINT/SIGTERM (or a hook); the loop checkpoints and returns when it is set."""
 
@@ -176,8 +180,35 @@ def train_and_evaluate(
     trained_examples, train_seconds = 0, 0.0
     test_metrics: dict = {}
 
-    def test_now() -> dict:
+    skipped_steps, booked_step = 0, step
+    metrics = None  # of the latest step
+
+    def completed(done_step: int, done_metrics) -> None:
+        """Book-keeping of a finished step, once each: its non-finite flag stops the run or counts a skip."""
+        nonlocal skipped_steps, booked_step
+        if done_metrics is None or done_step <= booked_step:
+            return
+        booked_step = done_step
+        if bool(done_metrics["finite"]):
+            return
+        if config.on_nonfinite == "skip":
+            skipped_steps += 1
+            return
+        values = jax.device_get(done_metrics)
+        raise NonFiniteError(
+            f"step {done_step}: the loss ({float(values['loss']):.4g}) or the gradients (norm "
+            f"{float(values['grad_norm']):.4g}) are not finite; likely causes: a learning rate too high "
+            f"(config.optim.learning_rate = {config.optim.learning_rate:g}), non-finite input data, a custom "
+            f"loss or layer; the last good checkpoint (step {checkpointer.latest_step()}) is kept: lower the "
+            "learning rate and --resume, or skip such steps with --config.on_nonfinite=skip"
+        )
+
+    def save_checkpoint() -> None:
+        completed(step, metrics)  # never write a non-finite state
         checkpointer.save(step, state)
+
+    def test_now() -> dict:
+        save_checkpoint()
         metrics = evaluate(eval_step, state.params, eval_batches(test_set, batch_size=config.eval_batch_size), sharding)
         writer.write_scalars(step, metrics, prefix="test/")
         return metrics
@@ -202,7 +233,7 @@ def train_and_evaluate(
                 # the bar and examples/s follow completed steps (async dispatch would otherwise queue
                 # many steps ahead, then stall at each metrics sync) and the device never idles.
                 if in_flight is not None:
-                    jax.block_until_ready(in_flight)
+                    completed(step, jax.block_until_ready(in_flight))
                 in_flight = metrics
                 step += 1
                 window_steps += 1
@@ -224,7 +255,7 @@ def train_and_evaluate(
                     window_start, window_steps = time.perf_counter(), 0
                 bar.update(1)
                 if step % config.checkpoint_every_steps == 0:
-                    checkpointer.save(step, state)
+                    save_checkpoint()
                 if stop or step % steps_per_epoch == 0:
                     break
                 if config.eval_every_steps and step % config.eval_every_steps == 0:
@@ -240,7 +271,7 @@ def train_and_evaluate(
                     f"({test_metrics['count']} images)"
                 )
         if stop:
-            checkpointer.save(step, state)
+            save_checkpoint()
             bar.write(f"stopped ({stop.reason}) at step {step}; checkpoint saved; continue with --resume")
     finally:
         bar.close()
@@ -263,6 +294,7 @@ def train_and_evaluate(
         "wall_time_sec": time.perf_counter() - start_time,
         "train_examples_per_sec": trained_examples / train_seconds if train_seconds else None,
         "parameters": num_params,
+        "skipped_steps": skipped_steps,
         "batch_size": config.batch_size,
         "devices": sharding.num_devices,
         "versions": _versions(),

@@ -24,7 +24,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
 
     Augmentation (random shifts of ``config.data.max_shift`` pixels) runs on device inside the
     step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
-    resumed run repeats them exactly. The state's buffers are donated.
+    resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
+    whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
+    whose were not leaves the parameters and the optimizer state as they were.
     """
     tx = make_optimizer(config.optim)
     schedule = learning_rate_schedule(config.optim)
@@ -43,10 +45,17 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
             output = model(images, labels, dropout_key=dropout_key)
             return compute_losses(output, images, labels, config.loss, targets)
 
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads)}
+        grad_norm = optax.tree.norm(grads)
+        # One cheap on-device flag; the loop reads it for every completed step (see on_nonfinite).
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if config.on_nonfinite == "skip":  # drop this update: parameters and optimizer state stay
+            params, opt_state = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
+            )
+        metrics = {**metrics, "learning_rate": schedule(state.step), "grad_norm": grad_norm, "finite": finite}
         return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
     return jax.jit(train_step, donate_argnums=0)
