@@ -180,3 +180,40 @@ def test_cli_reports_divergence_in_one_line_and_fails(tmp_path, fake_data):
     assert result.returncode == 3, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("capsjax train: training diverged: step ") and "Traceback" not in result.stderr
+
+
+def test_eval_and_resume_use_the_recorded_data_folder(tmp_path, fake_data, monkeypatch):
+    from capsjax.cli import main
+    from capsjax.training.config import recorded_data_dir
+
+    train_and_evaluate(tiny_config(epochs=1), tmp_path, data_dir=fake_data, progress=False)
+    assert recorded_data_dir(tmp_path / "config.json") == str(fake_data.absolute())
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path / "no_system_data")
+    assert main(["eval", "--workdir", str(tmp_path)]) == 0  # no --data-dir: the README's command
+    resumed = train_and_evaluate(tiny_config(epochs=2), tmp_path, resume=True, progress=False)
+    assert resumed["step"] == 12 and resumed["data_source"] == str(fake_data)
+
+
+def test_checkpoints_also_by_wall_time(tmp_path, fake_data):
+    config = tiny_config(epochs=1, checkpoint_every_steps=1000, checkpoint_every_minutes=1e-9, keep_checkpoints=None)
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
+    assert Checkpointer(tmp_path).all_steps() == [1, 2, 3, 4, 5, 6]
+
+
+def test_metrics_hold_one_record_per_step_after_resumes(tmp_path, fake_data):
+    from collections import Counter
+
+    from capsjax.training.metrics import read_metrics
+
+    config = tiny_config(checkpoint_every_steps=1000)
+    stop = StopRequested()
+    hook = lambda step, _metrics: stop.set("test") if step == 8 else None
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, hooks=[hook], stop=stop, progress=False)
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # logged after the checkpoint, before a crash
+        f.write(json.dumps({"step": 10, "time": 0.0, "train/loss": 123.0}) + "\n")
+    train_and_evaluate(config, tmp_path, data_dir=fake_data, resume=True, progress=False)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    train_steps = Counter(r["step"] for r in records if "train/loss" in r)
+    assert train_steps and set(train_steps.values()) == {1}, train_steps
+    assert 123.0 not in [r.get("train/loss") for r in records] and 12 in train_steps

@@ -73,6 +73,8 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     checkpoint_every_steps: int = 500
+    # Also a checkpoint after the step that ends this many minutes since the last one (None: off).
+    checkpoint_every_minutes: float | None = 10.0
     # Also evaluate on the test split (and checkpoint) every this many steps, besides each epoch's end.
     eval_every_steps: int | None = None
     # Checkpoints kept in the work directory (the newest ones); None keeps every one.
@@ -217,6 +219,7 @@ _RULES = {
     "epochs": _POSITIVE,
     "seed": _NON_NEGATIVE,
     "checkpoint_every_steps": _POSITIVE,
+    "checkpoint_every_minutes": (lambda v: v is None or _positive_number(v), "a finite number > 0, or None"),
     "eval_every_steps": _POSITIVE_OR_NONE,
     "keep_checkpoints": (_positive_or_none, "a positive integer (at least 1 checkpoint kept) or None (all)"),
     "log_every_steps": _POSITIVE,
@@ -314,8 +317,15 @@ def from_dict(cls, data: dict):
     return cls(**kwargs)
 
 
-def save_config(config: TrainConfig, path: pathlib.Path) -> None:
-    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+def save_config(config: TrainConfig, path: pathlib.Path, *, data_dir: str | None = None) -> None:
+    """Write ``config`` as JSON; ``data_dir`` (the folder the data came from) is recorded beside its fields."""
+    record = to_dict(config) | ({"data_dir": data_dir} if data_dir else {})
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def recorded_data_dir(path: pathlib.Path) -> str | None:
+    """The data folder a work directory's ``config.json`` recorded (None if it holds none)."""
+    return json.loads(path.read_text()).get("data_dir")
 
 
 def read_config(path: pathlib.Path) -> TrainConfig:

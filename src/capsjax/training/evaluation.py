@@ -15,6 +15,7 @@ from capsjax.data.registry import load_split
 from capsjax.nn.interface import ModelOutput
 from capsjax.ops.preprocess import to_float
 from capsjax.training.checkpoint import restore_params
+from capsjax.training.config import recorded_data_dir
 from capsjax.training.sharding import Sharding
 from capsjax.training.steps import make_eval_step
 
@@ -40,9 +41,11 @@ def evaluate_checkpoint(
     workdir: str | pathlib.Path, *, data_dir=None, step: int | None = None, dataset: ArrayDataset | None = None
 ) -> dict:
     """Metrics of checkpoint ``step`` (default: the latest) of a run on ``dataset`` (default: the
-    run's test split, as its config asks)."""
+    run's test split, as its config asks, from ``data_dir`` or else the folder the run recorded)."""
     config, graphdef, params = restore_params(workdir, step=step)
     sharding = Sharding.over_local_devices()
+    if data_dir is None:
+        data_dir = recorded_data_dir(pathlib.Path(workdir) / "config.json")
     if dataset is None:
         dataset = load_split(
             config.data.name,

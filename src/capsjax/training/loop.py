@@ -35,7 +35,7 @@ from capsjax.data.pipeline import eval_batches, prefetch, train_batches
 from capsjax.data.registry import load_split
 from capsjax.nn.registry import count_params
 from capsjax.training.checkpoint import Checkpointer
-from capsjax.training.config import TrainConfig, read_config, save_config, validate
+from capsjax.training.config import TrainConfig, read_config, recorded_data_dir, save_config, validate
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter
 from capsjax.training.sharding import Sharding
@@ -150,14 +150,20 @@ def train_and_evaluate(
             "with --resume, or train into a new --workdir"
         )
     config_path = workdir / "config.json"
-    if resume and config_path.exists() and read_config(config_path) != config:
-        log.warning("resuming with a config that differs from %s; the new one is used", config_path)
+    if resume and config_path.exists():
+        if read_config(config_path) != config:
+            log.warning("resuming with a config that differs from %s; the new one is used", config_path)
+        data_dir = recorded_data_dir(config_path) if data_dir is None else data_dir
     save_config(config, config_path)
 
     sharding = Sharding.over_local_devices()
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
     train_set, test_set = load_data(config, data_dir)
+    # Record where the data came from, so that eval, predict and --resume find it without a flag.
+    source = pathlib.Path(train_set.source)
+    resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
+    save_config(config, config_path, data_dir=str(resolved.absolute()) if resolved else None)
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(train_set)})")
@@ -174,7 +180,7 @@ def train_and_evaluate(
 
     stop = StopRequested() if stop is None else stop
     previous_handlers = _install_signal_handlers(stop)
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=int(state.step) if resume else None)
     step = int(state.step)
     start_time = time.perf_counter()
     trained_examples, train_seconds = 0, 0.0
@@ -203,9 +209,13 @@ def train_and_evaluate(
             "learning rate and --resume, or skip such steps with --config.on_nonfinite=skip"
         )
 
+    last_checkpoint_time = time.monotonic()
+
     def save_checkpoint() -> None:
+        nonlocal last_checkpoint_time
         completed(step, metrics)  # never write a non-finite state
         checkpointer.save(step, state)
+        last_checkpoint_time = time.monotonic()
 
     def test_now() -> dict:
         save_checkpoint()
@@ -254,7 +264,9 @@ def train_and_evaluate(
                     )
                     window_start, window_steps = time.perf_counter(), 0
                 bar.update(1)
-                if step % config.checkpoint_every_steps == 0:
+                minutes = config.checkpoint_every_minutes
+                overdue = minutes is not None and time.monotonic() - last_checkpoint_time >= 60 * minutes
+                if step % config.checkpoint_every_steps == 0 or overdue:
                     save_checkpoint()
                 if stop or step % steps_per_epoch == 0:
                     break

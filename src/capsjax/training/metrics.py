@@ -12,14 +12,23 @@ import numpy as np
 class MetricWriter:
     """Writes scalar metrics per step to ``workdir/metrics.jsonl`` and ``workdir/tensorboard/``."""
 
-    def __init__(self, workdir: str | pathlib.Path):
+    def __init__(self, workdir: str | pathlib.Path, *, resume_step: int | None = None):
+        """``resume_step``: a run continues from this step; records of later steps (logged before a
+        crash, and about to be logged again) are dropped, so each step keeps one record."""
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.workdir / "metrics.jsonl", "a", buffering=1)
+        path = self.workdir / "metrics.jsonl"
+        if resume_step is not None and path.exists():
+            kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp.replace(path)  # atomic
+        self._jsonl = open(path, "a", buffering=1)
         try:
             from tensorboardX import SummaryWriter
 
-            self._tensorboard = SummaryWriter(str(self.workdir / "tensorboard"))
+            purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+            self._tensorboard = SummaryWriter(str(self.workdir / "tensorboard"), **purge)
         except ImportError:  # TensorBoard logging is optional
             self._tensorboard = None
 
