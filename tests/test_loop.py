@@ -217,3 +217,45 @@ def test_metrics_hold_one_record_per_step_after_resumes(tmp_path, fake_data):
     train_steps = Counter(r["step"] for r in records if "train/loss" in r)
     assert train_steps and set(train_steps.values()) == {1}, train_steps
     assert 123.0 not in [r.get("train/loss") for r in records] and 12 in train_steps
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data):
+    import signal
+    import time
+
+    from capsjax.training.config import save_config
+
+    config = tiny_config(epochs=12, checkpoint_every_steps=5, checkpoint_every_minutes=None)  # 72 steps
+    config_file = tmp_path / "config.py"
+    save_config(config, tmp_path / "config.json")
+    config_file.write_text(
+        "import pathlib\n\nfrom capsjax.training.config import read_config\n\n\n"
+        f"def get_config():\n    return read_config(pathlib.Path({str(tmp_path / 'config.json')!r}))\n"
+    )
+    run = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "capsjax",
+        "train",
+        "--config",
+        str(config_file),
+        "--workdir",
+        str(run),
+        "--data-dir",
+        str(fake_data),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    # A finished checkpoint is a folder named by its step (orbax writes it under a temporary name first).
+    while time.monotonic() < deadline and not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = Checkpointer(run).latest_step()
+    assert killed_at is not None and killed_at < 72  # killed mid-run, after a checkpoint
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    train_and_evaluate(config, tmp_path / "uninterrupted", data_dir=fake_data, progress=False)
+    chex.assert_trees_all_equal(final_params(run, config), final_params(tmp_path / "uninterrupted", config))
