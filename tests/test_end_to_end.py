@@ -59,3 +59,14 @@ def test_predict_rejects_bad_input(trained_run, tmp_path, capsys, kind):
     assert main(["predict", "--workdir", str(trained_run), str(path)]) == 2
     err = capsys.readouterr().err
     assert ("expected a 28x28 image" in err) if kind == "wrong_size" else ("not a readable image" in err)
+
+
+def test_predict_into_an_unwritable_folder_is_one_line(trained_run, mnist_dir, tmp_path, capsys):
+    test = load_dataset("mnist", "test", data_dir=mnist_dir)
+    image = tmp_path / "digit.png"
+    Image.fromarray(test.images[0, ..., 0]).save(image)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    assert main(["predict", "--workdir", str(trained_run), "--output-dir", str(a_file / "out"), str(image)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("capsjax predict: error: ") and "Not a directory" in error and "\n" not in error

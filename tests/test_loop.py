@@ -259,3 +259,22 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     train_and_evaluate(config, tmp_path / "uninterrupted", data_dir=fake_data, progress=False)
     chex.assert_trees_all_equal(final_params(run, config), final_params(tmp_path / "uninterrupted", config))
+
+
+@pytest.mark.parametrize("kind", ["a file", "under a file"])
+def test_unusable_work_directories_are_one_line_errors(tmp_path, fake_data, capsys, kind):
+    from capsjax.cli import main
+    from capsjax.training.loop import WorkdirError
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    workdir = a_file if kind == "a file" else a_file / "run"
+    smoke = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "smoke.py")
+    args = ["train", "--config", smoke, "--workdir", str(workdir), "--data-dir", str(fake_data)]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    expected = "is a file, not a folder" if kind == "a file" else "cannot write there (Not a directory)"
+    assert error.startswith(f"capsjax train: error: --workdir {workdir}: ") and expected in error
+    assert "\n" not in error and a_file.read_text() == "not a folder"
+    with pytest.raises(WorkdirError):  # --debug shows the traceback instead
+        main(["--debug", *args])

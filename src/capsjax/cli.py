@@ -71,6 +71,7 @@ def _bench(args, overrides) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="capsjax", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model; overrides like --config.epochs=2 follow")
@@ -107,12 +108,20 @@ def main(argv=None) -> int:
     try:
         return args.run(args, overrides)
     except (ValueError, FileNotFoundError) as err:
+        if args.debug:
+            raise
         print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a folder that cannot be written, a full disk: the path and the problem
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"capsjax {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         from capsjax.training.loop import NonFiniteError  # imported here: `capsjax --help` stays light
 
-        if not isinstance(err, NonFiniteError):
+        if args.debug or not isinstance(err, NonFiniteError):
             raise
         print(f"capsjax {args.command}: training diverged: {err}", file=sys.stderr)
         return 3

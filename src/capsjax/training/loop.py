@@ -52,6 +52,29 @@ class NonFiniteError(RuntimeError):
     """A training step's loss or gradients were not finite (``on_nonfinite="stop"``)."""
 
 
+class WorkdirError(ValueError):
+    """A work directory that cannot be used: a file, or a folder that cannot be created or written."""
+
+
+def prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Create ``workdir`` if needed and check that files can be written there.
+
+    Raises:
+      WorkdirError: one line naming the path and the problem.
+    """
+    workdir = pathlib.Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirError(f"--workdir {workdir}: is a file, not a folder; choose another --workdir")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".capsjax-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise WorkdirError(f"--workdir {workdir}: cannot write there ({err.strerror or err})") from None
+    return workdir
+
+
 class StopRequested:
     """A flag set by SIGINT/SIGTERM (or a hook); the loop checkpoints and returns when it is set."""
 
@@ -139,8 +162,7 @@ def train_and_evaluate(
       ``"interrupted"``).
     """
     validate(config)  # before anything is written
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = prepare_workdir(workdir)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
     if not resume and checkpointer.latest_step() is not None:
         step = checkpointer.latest_step()
