@@ -176,13 +176,12 @@ def train_and_evaluate(
         if read_config(config_path) != config:
             log.warning("resuming with a config that differs from %s; the new one is used", config_path)
         data_dir = recorded_data_dir(config_path) if data_dir is None else data_dir
-    save_config(config, config_path)
 
     sharding = Sharding.over_local_devices()
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
     train_set, test_set = load_data(config, data_dir)
-    # Record where the data came from, so that eval, predict and --resume find it without a flag.
+    # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
     save_config(config, config_path, data_dir=str(resolved.absolute()) if resolved else None)
