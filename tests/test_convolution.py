@@ -2,14 +2,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 from capsjax.ops.convolution import conv2d, extract_patches, matmul, resolve_lowering
+from capsjax.ops.fourier_convolution import fourier_flops, half_spectrum
 
 
+@pytest.mark.parametrize("lowering", ["patches", "fourier"])
 @pytest.mark.parametrize(
-    "shape, kernel, stride", [((2, 12, 12, 3), 5, 1), ((2, 20, 20, 8), 9, 2), ((1, 9, 11, 2), 3, 2)]
+    "shape, kernel, stride",
+    [
+        ((2, 12, 12, 3), 5, 1),
+        ((2, 20, 20, 8), 9, 2),
+        ((1, 9, 11, 2), 3, 2),
+        ((2, 13, 10, 3), 4, 3),
+        ((1, 7, 7, 2), 7, 1),
+    ],
 )
-def test_lowerings_agree_in_value_and_gradient(shape, kernel, stride):
+def test_lowerings_agree_in_value_and_gradient(shape, kernel, stride, lowering):
     x = jax.random.normal(jax.random.key(0), shape)
     k = 0.1 * jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], 4))
 
@@ -18,10 +28,47 @@ def test_lowerings_agree_in_value_and_gradient(shape, kernel, stride):
         return jnp.sum(jnp.sin(y)), y
 
     (_, y_native), g_native = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, k, "native")
-    (_, y_patches), g_patches = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, k, "patches")
-    np.testing.assert_allclose(y_patches, y_native, rtol=1e-4, atol=1e-4)
-    for a, b in zip(g_patches, g_native, strict=True):
+    (_, y_other), g_other = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, k, lowering)
+    assert y_other.shape == y_native.shape
+    np.testing.assert_allclose(y_other, y_native, rtol=1e-4, atol=1e-4)
+    for a, b in zip(g_other, g_native, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fourier_conv_gradients_in_float64():
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3), jnp.float64)
+        k = jax.random.normal(jax.random.key(1), (5, 4, 3, 2), jnp.float64)
+        y = conv2d(x, k, stride=2, lowering="fourier")
+        assert y.dtype == jnp.float64
+        np.testing.assert_allclose(y, conv2d(x, k, stride=2, lowering="native"), rtol=1e-12, atol=1e-12)
+        check_grads(lambda x, k: conv2d(x, k, stride=2, lowering="fourier"), (x, k), order=2, modes=["rev"])
+
+
+@pytest.mark.parametrize("rows, cols", [(10, 10), (5, 7), (1, 4), (6, 3)])
+def test_half_spectrum_keeps_one_of_each_conjugate_pair(rows, cols):
+    kept = half_spectrum(rows, cols)
+    frequencies = {(k1, k2) for k1, k2, _ in kept}
+    assert len(frequencies) == len(kept)
+    covered = frequencies | {((-k1) % rows, (-k2) % cols) for k1, k2 in frequencies}
+    assert covered == {(a, b) for a in range(rows) for b in range(cols)}
+    # multiplicities count every frequency of the full grid once
+    assert sum(m for _, _, m in kept) == rows * cols
+    for k1, k2, m in kept:
+        assert (m == 1) == (((-k1) % rows, (-k2) % cols) == (k1, k2))
+
+
+def test_fourier_saves_flops_where_auto_picks_it():
+    direct, fourier = fourier_flops(128, 20, 20, 256, 256, (9, 9), 2)  # the paper's primary conv
+    assert direct > 2.5 * fourier
+    assert resolve_lowering("auto", "cpu", x_shape=(128, 20, 20, 256), kernel_shape=(9, 9, 256, 256), stride=2) == (
+        "fourier"
+    )
+    # the first conv (one input channel): the transforms cost more than they save
+    assert resolve_lowering("auto", "cpu", x_shape=(128, 28, 28, 1), kernel_shape=(9, 9, 1, 256)) == "patches"
+    assert resolve_lowering("auto", "gpu", x_shape=(128, 20, 20, 256), kernel_shape=(9, 9, 256, 256), stride=2) == (
+        "native"
+    )
 
 
 def test_patches_order_is_kh_kw_channel():

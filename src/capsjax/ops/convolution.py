@@ -9,7 +9,10 @@ while on GPU/TPU the native convolution is the fast one. So the lowering is an o
   scatter-add) and do ONE ``dot_general`` with the kernel reshaped to
   ``[kh*kw*in_channels, out_channels]``. Forward and both backward products are then large GEMMs,
   which is what a CPU is good at.
-- ``"auto"``: ``"patches"`` on CPU, ``"native"`` elsewhere (chosen from measurements; see
+- ``"fourier"``: phase split + DFT + one batched GEMM per kept frequency
+  (:mod:`capsjax.ops.fourier_convolution`): 3.5x fewer FLOPs for the 9x9 stride-2 primary conv.
+- ``"auto"``: on CPU, ``"fourier"`` where it costs less than half the direct FLOPs (transforms
+  included) and ``"patches"`` otherwise; ``"native"`` elsewhere (chosen from measurements; see
   ``make bench``).
 
 Both lowerings use VALID padding and NHWC / HWIO layouts and agree to float tolerance (tested).
@@ -26,19 +29,39 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
+from capsjax.ops.fourier_convolution import fourier_conv2d, fourier_flops
 
-Lowering = Literal["auto", "native", "patches"]
-LOWERINGS = ("auto", "native", "patches")
+Lowering = Literal["auto", "native", "patches", "fourier"]
+LOWERINGS = ("auto", "native", "patches", "fourier")
 
 
-def resolve_lowering(lowering: str, backend: str | None = None) -> str:
-    """Turn ``"auto"`` into the concrete lowering for ``backend`` (default: JAX's default backend)."""
+def resolve_lowering(
+    lowering: str,
+    backend: str | None = None,
+    *,
+    x_shape: tuple[int, ...] | None = None,
+    kernel_shape: tuple[int, ...] | None = None,
+    stride: int = 1,
+) -> str:
+    """Turn ``"auto"`` into the concrete lowering for ``backend`` (default: JAX's default backend).
+
+    On CPU, ``"auto"`` is ``"fourier"`` when both shapes are given (``x [batch, h, w, c]``, kernel
+    ``[kh, kw, c, o]``) and the frequency-domain conv costs under half the direct FLOPs; else ``"patches"``.
+    """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering: expected one of {LOWERINGS}, got {lowering!r}")
     if lowering != "auto":
         return lowering
     backend = backend or jax.default_backend()
-    return "patches" if backend == "cpu" else "native"
+    if backend != "cpu":
+        return "native"
+    if x_shape is not None and kernel_shape is not None:
+        batch, height, width, channels = x_shape
+        kh, kw, _, out_channels = kernel_shape
+        direct, fourier = fourier_flops(batch, height, width, channels, out_channels, (kh, kw), stride)
+        if 2 * fourier < direct:
+            return "fourier"
+    return "patches"
 
 
 def conv_output_size(size: int, kernel: int, stride: int) -> int:
@@ -93,7 +116,7 @@ def conv2d(
       kernel: ``[kh, kw, in_channels, out_channels]``.
       stride: spatial stride.
       padding: ``"VALID"`` or ``"SAME"`` (stride 1 only: zero padding that keeps the size).
-      lowering: ``"auto"``, ``"native"`` or ``"patches"`` (module docstring).
+      lowering: ``"auto"``, ``"native"``, ``"patches"`` or ``"fourier"`` (module docstring).
 
     Returns:
       ``[batch, out_height, out_width, out_channels]``.
@@ -117,10 +140,13 @@ def conv2d(
         raise ValueError(f"padding: expected 'VALID' or 'SAME', got {padding!r}")
     if x.shape[1] < kh or x.shape[2] < kw:
         raise ValueError(f"x: spatial size {x.shape[1:3]} is smaller than the kernel {(kh, kw)}")
-    if resolve_lowering(lowering) == "native":
+    lowering = resolve_lowering(lowering, x_shape=x.shape, kernel_shape=kernel.shape, stride=stride)
+    if lowering == "native":
         return jax.lax.conv_general_dilated(
             x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
+    if lowering == "fourier":
+        return fourier_conv2d(x, kernel, stride=stride).astype(x.dtype)
     patches = extract_patches(x, kernel_size=(kh, kw), stride=stride)
     batch, out_h, out_w, patch = patches.shape
     # One 2-D GEMM [batch * positions, patch] x [patch, out_channels]: XLA's CPU backward of this form
