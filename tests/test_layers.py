@@ -43,6 +43,30 @@ def test_routed_capsules_accepts_custom_routing_and_remat():
     chex.assert_trees_all_close(nnx.state(grad(remat)), nnx.state(grad(plain)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 4])
+def test_routing_in_chunks_equals_the_whole_batch_in_value_and_gradient(chunk_size):
+    u = 0.3 * jax.random.normal(jax.random.key(1), (5, 12, 8))  # 5: the last chunk is partial for 2 and 4
+    whole = RoutedCapsules(12, 8, 4, 6, use_bias=True, chunk_size=0, rngs=nnx.Rngs(0))
+    chunked = RoutedCapsules(12, 8, 4, 6, use_bias=True, chunk_size=chunk_size, rngs=nnx.Rngs(0))
+    loss = lambda m: jnp.sum(jnp.sin(m(u).v)) + jnp.sum(m(u).c ** 2)
+    chex.assert_trees_all_close(chunked(u), whole(u), rtol=1e-5, atol=1e-6)
+    grad_whole, grad_chunked = nnx.grad(loss)(whole), nnx.grad(loss)(chunked)
+    chex.assert_trees_all_close(nnx.state(grad_chunked), nnx.state(grad_whole), rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(nnx.state(grad_whole)["W"][...]).max()) > 0
+    u_grad = lambda m: jax.grad(lambda u: jnp.sum(m(u).v ** 2))(u)
+    np.testing.assert_allclose(u_grad(chunked), u_grad(whole), rtol=1e-5, atol=1e-6)
+
+
+def test_routing_chunk_size_default_and_validation():
+    from capsjax.nn.layers import resolve_chunk_size
+
+    assert resolve_chunk_size(None, "cpu") == 1
+    assert resolve_chunk_size(None, "gpu") == 0
+    assert resolve_chunk_size(8, "cpu") == 8
+    with pytest.raises(ValueError, match="chunk_size: expected None or an integer >= 0, got -1"):
+        RoutedCapsules(6, 4, 3, 5, chunk_size=-1, rngs=nnx.Rngs(0))
+
+
 def test_routed_capsules_bad_input():
     layer = RoutedCapsules(6, 4, 3, 5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"u: expected shape \[batch, 6, 4\], got shape \(2, 7, 4\)"):

@@ -25,6 +25,7 @@ class RoutingConfig:
     leaky: bool = False
     stop_gradient: bool = False
     remat: bool = False
+    chunk_size: int | None = None  # examples per routing chunk; None: 1 on CPU, whole batch elsewhere
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +106,7 @@ class CapsNet(nnx.Module):
             routing_options={"leaky": routing.leaky, "stop_gradient": routing.stop_gradient},
             use_bias=routing.bias,
             remat=routing.remat,
+            chunk_size=routing.chunk_size,
             w_init_std=config.w_init_std,
             dtype=dtype,
             rngs=rngs,

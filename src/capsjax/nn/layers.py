@@ -104,7 +104,10 @@ class RoutedCapsules(nnx.Module):
 
     Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``) and, if
     ``use_bias``, ``bias [out_caps, out_dim]``. The forward pass is ``jax.vmap`` of
-    :func:`capsjax.capsule_votes` and of the routing function over the batch.
+    :func:`capsjax.capsule_votes` and of the routing function over the batch, or, with a
+    ``chunk_size``, a loop over chunks of examples (:func:`jax.lax.map`) whose votes
+    ``[chunk, in_caps, out_caps, out_dim]`` stay in the CPU cache while routing re-reads them, and
+    are recomputed per chunk in the backward pass (``jax.checkpoint``). Same results either way.
 
     Args:
       routing: a name from :data:`capsjax.ROUTING_FUNCTIONS` or any callable with the
@@ -113,6 +116,9 @@ class RoutedCapsules(nnx.Module):
       routing_options: extra keyword arguments of the routing function (e.g. ``leaky=True``).
       remat: wrap routing in ``jax.checkpoint`` (recompute it in the backward pass instead of
         storing its intermediates; cuts activation memory for large capsule counts).
+      chunk_size: examples per chunk; 0 routes the whole batch at once; None (default) picks by
+        backend (:func:`resolve_chunk_size`: 1 on CPU, where it is 3x faster for the paper's
+        network, forward + backward; 0 elsewhere).
     """
 
     def __init__(
@@ -127,10 +133,13 @@ class RoutedCapsules(nnx.Module):
         routing_options: dict | None = None,
         use_bias: bool = False,
         remat: bool = False,
+        chunk_size: int | None = None,
         w_init_std: float = 0.01,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 0):
+            raise ValueError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
         shape = (in_caps, out_caps, out_dim, in_dim)
         self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
@@ -138,6 +147,7 @@ class RoutedCapsules(nnx.Module):
         self.num_iters = num_iters
         self.routing_options = dict(routing_options or {})
         self.remat = remat
+        self.chunk_size = chunk_size
         self.dtype = dtype
 
     def votes(self, u: Float[Array, "batch in_caps in_dim"]) -> Float[Array, "batch in_caps out_caps out_dim"]:
@@ -157,11 +167,22 @@ class RoutedCapsules(nnx.Module):
         """Returns :class:`RoutingResult` with a leading batch axis on every field.
 
         ``fused=True`` routes dynamic routing by :func:`capsjax.ops.fused_routing.vote_and_route`
-        (same result; its forward pass is about 3x faster, its gradient no faster): for inference.
+        (same result; its forward pass is about 3x faster than the whole-batch one, its gradient no
+        faster) when the layer does not route in chunks (chunks are faster still on CPU).
         """
         self._check_input(u)
         bias = None if self.bias is None else self.bias[...]
         routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
+        chunk = resolve_chunk_size(self.chunk_size)
+        if 0 < chunk < u.shape[0]:
+
+            def votes_then_route_one(u_one, W, bias):
+                votes = capsule_votes(u_one.astype(dtype), W.astype(dtype)).astype(jnp.float32)
+                return routing_fn(votes, num_iters=num_iters, bias=bias, **options)
+
+            one = jax.checkpoint(votes_then_route_one)
+            W = self.W[...]
+            return jax.lax.map(lambda u_one: one(u_one, W, bias), u, batch_size=chunk)
         if fused and routing_fn is dynamic_routing:
             W = self.W[...].astype(dtype)
             return vote_and_route(
@@ -181,6 +202,13 @@ class RoutedCapsules(nnx.Module):
     def _check_input(self, u) -> None:
         in_caps, _, _, in_dim = self.W.shape
         check_shape("u", u, ("batch", in_caps, in_dim))
+
+
+def resolve_chunk_size(chunk_size: int | None, backend: str | None = None) -> int:
+    """Examples per routing chunk: ``chunk_size`` itself, or for None 1 on CPU and 0 (whole batch) elsewhere."""
+    if chunk_size is not None:
+        return chunk_size
+    return 1 if (backend or jax.default_backend()) == "cpu" else 0
 
 
 def _batch_votes(u: jax.Array, W: jax.Array, dtype) -> jax.Array:

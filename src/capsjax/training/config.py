@@ -254,6 +254,7 @@ _RULES = {
     "capsnet.routing.leaky": (lambda v: isinstance(v, bool), "true or false"),
     "capsnet.routing.stop_gradient": (lambda v: isinstance(v, bool), "true or false"),
     "capsnet.routing.remat": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.routing.chunk_size": (lambda v: v is None or (_is_int(v) and v >= 0), "None or an integer >= 0"),
     "capsnet.decoder_hidden": _SIZES,
     "capsnet.w_init_std": _POSITIVE_NUMBER,
     "capsnet.conv_lowering": _one_of(LOWERINGS),
