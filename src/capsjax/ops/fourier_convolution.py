@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -114,19 +115,46 @@ def fourier_conv2d(
         jnp.asarray(m, dtype) for m in dft_matrices(rows, cols, kernel_rows, kernel_cols, out_rows, out_cols)
     )
     freqs = forward.shape[0]
-    # Zero-pad to whole phases, then split rows and columns into (phase position, phase): [.., P, s, Q, s, ..].
+    phases_channels = s * s * channels
+    # Zero-pad to whole phases and split rows and columns into (position, phase): [.., P, s, Q, s, ..];
+    # then put the spatial axes first, as the rows the constant DFT matrices multiply.
     x = jnp.pad(x.astype(dtype), ((0, 0), (0, rows * s - height), (0, cols * s - width), (0, 0)))
-    x = x.reshape(batch, rows, s, cols, s, channels)
+    x = x.reshape(batch, rows, s, cols, s, channels).transpose(1, 3, 0, 2, 4, 5)
     kernel = jnp.pad(kernel.astype(dtype), ((0, kernel_rows * s - kh), (0, kernel_cols * s - kw), (0, 0), (0, 0)))
-    kernel = kernel.reshape(kernel_rows, s, kernel_cols, s, channels, out_channels)
-    # [freqs, 2 * batch, s*s*C]: real parts of all examples, then imaginary parts.
-    x_hat = jnp.einsum("bhpwqc,frhw->frbpqc", x, forward).reshape(freqs, 2 * batch, s * s * channels)
-    # [freqs, s*s*C, 2 * O]: real part columns, then imaginary part columns.
-    k_hat = jnp.einsum("hpwqco,frhw->fpqcro", kernel, kernel_map).reshape(freqs, s * s * channels, 2 * out_channels)
-    products = jnp.einsum("fmk,fkn->fmn", x_hat, k_hat).reshape(freqs, 2, batch, 2, out_channels)
+    kernel = kernel.reshape(kernel_rows, s, kernel_cols, s, channels, out_channels).transpose(0, 2, 5, 1, 3, 4)
+    # x_hat [freqs, 2 * batch, s*s*C]: rows are (real | imaginary part, example).
+    x_hat = _constant_times(forward.reshape(2 * freqs, rows * cols), x.reshape(rows * cols, -1))
+    x_hat = x_hat.reshape(freqs, 2 * batch, phases_channels)
+    # k_hat [freqs, 2 * O, s*s*C]: rows are (real | imaginary part, output channel).
+    k_hat = _constant_times(kernel_map.reshape(2 * freqs, kernel_rows * kernel_cols), kernel.reshape(kernel_rows * kernel_cols, -1))
+    k_hat = k_hat.reshape(freqs, 2 * out_channels, phases_channels)
+    # One GEMM per frequency, every (kernel part, output channel) against every (input part, example).
+    products = jnp.einsum("fnk,fmk->fnm", k_hat, x_hat).reshape(freqs, 2, out_channels, 2, batch)
     real = products[:, 0, :, 0] - products[:, 1, :, 1]
-    imag = products[:, 0, :, 1] + products[:, 1, :, 0]
-    return jnp.einsum("fbo,fhw->bhwo", real, inverse[:, 0]) + jnp.einsum("fbo,fhw->bhwo", imag, inverse[:, 1])
+    imag = products[:, 1, :, 0] + products[:, 0, :, 1]
+    spectrum = jnp.stack([real, imag], axis=1)  # [freqs, 2, O, batch]
+    return jnp.einsum("frob,frhw->bhwo", spectrum, inverse)
+
+
+@jax.custom_vjp
+def _constant_times(matrix: jax.Array, a: jax.Array) -> jax.Array:
+    """``matrix @ a`` for a constant ``matrix``, with the cotangent ``matrix.T @ g`` written as such.
+
+    Autodiff would form ``g.T @ matrix`` and transpose the (large) result; this keeps both products
+    row-major GEMMs on the large operand, with no transposes of it.
+    """
+    return matrix @ a
+
+
+def _constant_times_fwd(matrix, a):
+    return matrix @ a, matrix
+
+
+def _constant_times_bwd(matrix, cotangent):
+    return jnp.zeros_like(matrix), matrix.T @ cotangent
+
+
+_constant_times.defvjp(_constant_times_fwd, _constant_times_bwd)
 
 
 def fourier_flops(
