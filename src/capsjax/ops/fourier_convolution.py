@@ -126,7 +126,8 @@ def fourier_conv2d(
     x_hat = _constant_times(forward.reshape(2 * freqs, rows * cols), x.reshape(rows * cols, -1))
     x_hat = x_hat.reshape(freqs, 2 * batch, phases_channels)
     # k_hat [freqs, 2 * O, s*s*C]: rows are (real | imaginary part, output channel).
-    k_hat = _constant_times(kernel_map.reshape(2 * freqs, kernel_rows * kernel_cols), kernel.reshape(kernel_rows * kernel_cols, -1))
+    taps = kernel_rows * kernel_cols
+    k_hat = _constant_times(kernel_map.reshape(2 * freqs, taps), kernel.reshape(taps, -1))
     k_hat = k_hat.reshape(freqs, 2 * out_channels, phases_channels)
     # One GEMM per frequency, every (kernel part, output channel) against every (input part, example).
     products = jnp.einsum("fnk,fmk->fnm", k_hat, x_hat).reshape(freqs, 2, out_channels, 2, batch)
