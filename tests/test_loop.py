@@ -278,3 +278,45 @@ def test_unusable_work_directories_are_one_line_errors(tmp_path, fake_data, caps
     assert "\n" not in error and a_file.read_text() == "not a folder"
     with pytest.raises(WorkdirError):  # --debug shows the traceback instead
         main(["--debug", *args])
+
+
+def test_progress_bar_counts_completed_steps(tmp_path, fake_data, monkeypatch):
+    import time
+
+    import jax
+
+    import capsjax.training.loop as loop
+
+    queued = []
+    unfinished_at_update = []
+
+    class RecordingBar:
+        def __init__(self, *args, initial=0, **kwargs):
+            self.n = initial
+
+        def update(self, n=1):
+            self.n += n
+            # every step the bar has counted, except the one just queued, has finished
+            done = queued[: self.n - 1]
+            unfinished_at_update.append(sum(not leaf.is_ready() for m in done for leaf in jax.tree.leaves(m)))
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    def slow_steps(*args, **kwargs):  # each step's metrics become ready 50 ms after dispatch
+        step = make_train_step(*args, **kwargs)
+        delay = jax.jit(lambda m: jax.pure_callback(lambda m: (time.sleep(0.05), m)[1], m, m))
+        return lambda *a: (lambda state, metrics: (state, delay(metrics)))(*step(*a))
+
+    make_train_step = loop.make_train_step
+    monkeypatch.setattr(loop, "make_train_step", slow_steps)
+    monkeypatch.setattr(loop, "tqdm", RecordingBar)
+    summary = train_and_evaluate(
+        tiny_config(log_every_steps=100, checkpoint_every_steps=100),
+        tmp_path,
+        data_dir=fake_data,
+        hooks=[lambda step, m: queued.append(m)],
+        progress=True,
+    )
+    assert summary["step"] == len(unfinished_at_update) == 12
+    assert unfinished_at_update == [0] * 12
