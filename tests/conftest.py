@@ -11,6 +11,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
+@pytest.fixture(autouse=True)
+def no_internet_downloads(tmp_path_factory, monkeypatch):
+    """Tests never download from the internet: the dataset mirror is a closed port on 127.0.0.1 and the
+    download cache an empty temporary folder (tests of the downloader serve files on 127.0.0.1)."""
+    monkeypatch.setenv("CAPSJAX_DATASET_MIRROR", "http://127.0.0.1:9")
+    cache = tmp_path_factory.mktemp("download_cache")
+    monkeypatch.setattr("capsjax.data.download.DEFAULT_CACHE", cache)
+    monkeypatch.setattr("capsjax.data.sources.DEFAULT_CACHE", cache)
+
+
 @pytest.fixture
 def x64():
     """Run a test in float64 (for jax.test_util.check_grads)."""

@@ -59,9 +59,23 @@ def test_lowerings_give_the_same_model():
     images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
     outs = [
         CapsNet(dataclasses.replace(small, conv_lowering=lowering), rngs=nnx.Rngs(0))(images)
-        for lowering in ("native", "patches")
+        for lowering in ("native", "patches", "fourier")
     ]
     chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(outs[0], outs[2], rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_pixels_are_refused_outside_jit(capsnet):
+    images = np.full((2, 28, 28, 1), 0.5, np.float32)
+    images[1, 3, 4, 0] = np.nan
+    images[1, 5, 6, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"x: 2 pixel value\(s\) are NaN or infinite \(the first at index \(1, 3, 4, 0\)\)"
+    ):
+        capsnet(images)
+    # under jit values cannot be checked: the scores are NaN, as the docstring of check_images says
+    scores = nnx.jit(lambda model, x: model(x, reconstruct=False).scores)(capsnet, jnp.asarray(images))
+    assert bool(jnp.all(jnp.isfinite(scores[0]))) and bool(jnp.all(jnp.isnan(scores[1])))
 
 
 def test_config_variants_change_the_network():

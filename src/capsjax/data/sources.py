@@ -3,9 +3,12 @@
 Lookup order for ``load_dataset(name, split, data_dir=...)``:
 
 1. ``data_dir`` (``--data-dir``), then ``$CAPSJAX_DATA_DIR`` (either may be the folder holding the
-   four files or its parent with a ``<name>/`` sub-folder), then the system folder
-   ``/usr/share/datasets/<name>/`` (where Debian's ``dataset-fashion-mnist`` installs).
-2. tensorflow-datasets (``pip install 'capsjax[tfds]'``), only if it is installed and its cache
+   four files or its parent with a ``<name>/`` sub-folder), then the download cache
+   ``~/.cache/capsjax/datasets/<name>/``, then the system folder ``/usr/share/datasets/<name>/``
+   (where Debian's ``dataset-fashion-mnist`` installs).
+2. A download from the public mirrors, checksummed, into ``$CAPSJAX_DATA_DIR/<name>/`` or the
+   download cache (:mod:`capsjax.data.download`; ``CAPSJAX_DATASET_MIRROR=URL`` for a mirror of your own).
+3. tensorflow-datasets (``pip install 'capsjax[tfds]'``), only if it is installed and its cache
    already holds the dataset or the network answers within 3 seconds.
 
 When nothing works, one :class:`DataNotFoundError` lists every place tried. There is no fallback
@@ -21,6 +24,7 @@ import socket
 import numpy as np
 
 from capsjax.data.dataset import ArrayDataset
+from capsjax.data.download import DEFAULT_CACHE, DownloadError, fetch_dataset
 from capsjax.data.idx import IDXError, read_idx
 
 # Same IDX file names for all three datasets.
@@ -56,6 +60,7 @@ def _candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[pathl
         # never stands in for this one.
         if root.name not in other_names:
             folders.append(root)
+    folders.append(DEFAULT_CACHE.expanduser() / name)
     folders += [SYSTEM_DIR / name, SYSTEM_DIR / name.replace("_", "-")]
     return list(dict.fromkeys(folders))
 
@@ -114,6 +119,10 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
             return load_idx_split(folder, split)
         tried.append(f"  - {folder}: {'no IDX files' if folder.is_dir() else 'not found'}")
     try:
+        return load_idx_split(fetch_dataset(name), split)
+    except DownloadError as err:
+        tried.append("  - download: " + str(err).replace("\n", "\n    "))
+    try:
         return _load_tfds(name, split)
     except ImportError:
         tried.append("  - tensorflow-datasets: not installed (pip install 'capsjax[tfds]')")
@@ -123,5 +132,5 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
         f"could not find the {name} {split} split. Looked in:\n" + "\n".join(tried) + "\n"
         "Provide the four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
         "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) with --data-dir DIR or "
-        "CAPSJAX_DATA_DIR=DIR, or install tensorflow-datasets and go online."
+        "CAPSJAX_DATA_DIR=DIR, or go online (they are downloaded on first use)."
     )

@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import jax
+import numpy as np
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
@@ -47,5 +49,21 @@ class ModelOutput(NamedTuple):
 
 
 def check_images(x, image_shape: Sequence[int]) -> None:
-    """Raise ValueError unless ``x`` is a batch of images of ``image_shape`` ``(height, width, channels)``."""
+    """Raise ValueError unless ``x`` is a batch of images of ``image_shape`` ``(height, width, channels)``.
+
+    Outside ``jit`` (concrete arrays) the pixel values are checked too: NaN or infinite pixels are an
+    error naming how many and where the first is. Under ``jit`` values cannot be checked: such pixels
+    give NaN scores (and ``argmax`` of NaN scores is class 0), so check inputs before jitting.
+    """
     check_shape("x", x, ("batch", *image_shape))
+    if isinstance(x, jax.core.Tracer):
+        return
+    values = np.asarray(x)
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"x: {int(bad.sum())} pixel value(s) are NaN or infinite (the first at index {first}); "
+                "images must be finite (floats in [0, 1] or uint8)"
+            )

@@ -4,6 +4,11 @@ The lowest layer of capsjax: it imports JAX and nothing else of the package. Mod
 ``squashing`` (eq. 1), ``voting`` (eq. 2), ``routing`` (Procedure 1), ``masking`` (class masks),
 ``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings) and
 ``preprocess`` (uint8 to float, random shifts).
+
+Values are not checked here (these functions run under ``jit``, where they cannot be): NaN or
+infinite inputs propagate to NaN outputs and gradients, never to an error or a silent finite value.
+The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite images outside
+``jit``, and the training loop stops on the first non-finite loss or gradient.
 """
 
 from capsjax.ops.convolution import conv2d
