@@ -24,6 +24,7 @@ from capsjax.analysis import side_by_side as peers
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.pipeline import train_batches
 from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
+from capsjax.nn.layers import resolve_chunk_size
 from capsjax.ops.convolution import conv2d, conv_output_size, resolve_lowering
 from capsjax.ops.routing import dynamic_routing
 from capsjax.ops.voting import capsule_votes
@@ -139,14 +140,24 @@ def gflop_per_image(config: CapsNetConfig, *, batch: int = 8) -> dict[str, float
     return {"train": train / batch / 1e9, "infer": infer / batch / 1e9}
 
 
+def per_example(fn: Callable, batch: jax.Array) -> jax.Array:
+    """``fn`` over the leading axis as :class:`capsjax.nn.RoutedCapsules` runs routing here: in chunks
+    (``lax.map`` + ``checkpoint``, :func:`capsjax.nn.layers.resolve_chunk_size`) or ``vmap``."""
+    chunk = resolve_chunk_size(None)
+    if chunk:
+        return jax.lax.map(jax.checkpoint(fn), batch, batch_size=chunk)
+    return jax.vmap(fn)(batch)
+
+
 def routing_benchmark(
     batch: int, in_caps: int, out_caps: int, num_iters: int, *, repeats: int, out_dim: int = 16
 ) -> float:
-    """Seconds for forward + backward of batched dynamic routing on ``[batch, in, out, 16]`` votes."""
+    """Seconds for forward + backward of batched dynamic routing on ``[batch, in, out, 16]`` votes,
+    batched as the model batches it (:func:`per_example`)."""
     u_hat = 0.05 * jax.random.normal(jax.random.key(0), (batch, in_caps, out_caps, out_dim))
 
     def loss(u_hat):
-        return jnp.sum(jax.vmap(lambda u: dynamic_routing(u, num_iters=num_iters).v)(u_hat) ** 2)
+        return jnp.sum(per_example(lambda u: dynamic_routing(u, num_iters=num_iters).v, u_hat) ** 2)
 
     grad = jax.jit(jax.grad(loss))
     grad(u_hat).block_until_ready()
@@ -179,7 +190,8 @@ def step_profile(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
     ``primary_conv`` is the 9x9 stride-2 conv (the ``"auto"`` lowering: Fourier on CPU); ``conv_gemms``
     are the direct conv's three matrix products alone (forward, weight gradient, patch gradient) on
     precomputed patches, what the patches lowering would cost at least.
-    ``votes_and_routing`` is ``predict`` + 3 routing iterations; ``routing`` is the routing alone.
+    ``votes_and_routing`` is the votes + 3 routing iterations, ``routing`` the routing alone, both
+    batched as the model does (:func:`per_example`).
     """
     key = jax.random.key(0)
     shapes = _primary_shapes(config)
@@ -200,7 +212,7 @@ def step_profile(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
         return p @ flat, p.T @ g, g @ flat.T
 
     def votes_loss(u, W):
-        return jnp.sum(jax.vmap(lambda one: dynamic_routing(capsule_votes(one, W), num_iters=num_iters).v)(u) ** 2)
+        return jnp.sum(per_example(lambda one: dynamic_routing(capsule_votes(one, W), num_iters=num_iters).v, u) ** 2)
 
     parts = {
         "primary_conv": (jax.jit(jax.grad(conv_loss, argnums=(0, 1))), (features, kernel)),
@@ -445,8 +457,14 @@ def to_markdown(results: dict) -> str:
             "| part | seconds | share of step |",
             "|---|---:|---:|",
         ]
-        for name in ("primary_conv", "conv_gemms", "votes_and_routing", "routing"):
-            lines.append(f"| {name} | {profile[name]:.3f} | {100 * profile[name] / step:.0f}% |")
+        labels = {
+            "primary_conv": "primary conv (auto lowering)",
+            "conv_gemms": "for comparison: the direct conv's three GEMMs alone",
+            "votes_and_routing": "votes + routing",
+            "routing": "routing alone",
+        }
+        for name, label in labels.items():
+            lines.append(f"| {label} | {profile[name]:.3f} | {100 * profile[name] / step:.0f}% |")
         lines.append("")
     lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]
     for name, rows in results["routing_sweeps_sec"].items():
