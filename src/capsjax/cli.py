@@ -9,6 +9,21 @@ import pathlib
 import sys
 
 
+def with_data(config, data: str):
+    """``config`` training on ``data``: a dataset name, or a path to data files (any supported format)."""
+    import dataclasses
+
+    from capsjax.data.registry import DATASETS
+
+    if data in DATASETS:
+        return dataclasses.replace(config, data=dataclasses.replace(config.data, name=data, path=None))
+    path = pathlib.Path(data)
+    if not path.exists():
+        names = ", ".join(sorted(DATASETS))
+        raise SystemExit(f"capsjax: error: --data {data}: neither a dataset name ({names}) nor an existing path")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(path.absolute())))
+
+
 def _train(args, overrides) -> int:
     from capsjax.training.config import apply_overrides, load_config_file, read_config
     from capsjax.training.loop import train_and_evaluate
@@ -21,6 +36,8 @@ def _train(args, overrides) -> int:
     else:
         raise SystemExit("capsjax train: --config FILE is required (or --resume with an existing --workdir)")
     config = apply_overrides(config, overrides)
+    if args.data:
+        config = with_data(config, args.data)
     summary = train_and_evaluate(config, workdir, data_dir=args.data_dir, resume=args.resume)
     print(
         json.dumps(
@@ -46,7 +63,14 @@ def _eval(args, overrides) -> int:
 
     if overrides:
         raise SystemExit(f"capsjax eval: unexpected arguments {overrides}")
-    metrics = evaluate_checkpoint(args.workdir, data_dir=args.data_dir)
+    dataset = None
+    if args.data:
+        from capsjax.training.config import read_config
+        from capsjax.training.loop import load_data_split
+
+        config = with_data(read_config(pathlib.Path(args.workdir) / "config.json"), args.data)
+        dataset = load_data_split(config, "test", args.data_dir)
+    metrics = evaluate_checkpoint(args.workdir, data_dir=args.data_dir, dataset=dataset)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -77,12 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model; overrides like --config.epochs=2 follow")
     train.add_argument("--config", help="config file with get_config() (experiments/configs/*.py)")
     train.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics, images)")
-    train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, system, tfds)")
+    train.add_argument(
+        "--data",
+        help="a dataset name (mnist, fashion_mnist, kmnist, multimnist) or a path: an image folder, a .npz, "
+        "CIFAR, SVHN or smallNORB files; the model is sized to the data",
+    )
+    train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, cache, download)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint")
     evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--data", help="evaluate on this dataset name or path instead of the run's test split")
     evaluate.add_argument("--data-dir")
     evaluate.set_defaults(run=_eval)
 

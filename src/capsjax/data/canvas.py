@@ -40,3 +40,38 @@ def place_on_canvas(images: np.ndarray, canvas: int, offsets: np.ndarray | None 
     for k in range(n):
         out[k, rows[k] : rows[k] + height, cols[k] : cols[k] + width] = images[k]
     return out
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """``[n, h, w, c]`` uint8 images resized to ``[n, size, size, c]`` (bilinear, PIL; exact box
+    averages when ``h`` and ``w`` are the same multiple of ``size``, e.g. smallNORB's 96 -> 48)."""
+    n, height, width, channels = images.shape
+    if (height, width) == (size, size):
+        return images
+    if height == width and height % size == 0:
+        factor = height // size
+        blocks = images.reshape(n, size, factor, size, factor, channels).astype(np.float32)
+        return np.round(blocks.mean(axis=(2, 4))).astype(np.uint8)
+    from PIL import Image
+
+    resized = [
+        np.stack(
+            [np.asarray(Image.fromarray(image[..., c]).resize((size, size), Image.BILINEAR)) for c in range(channels)],
+            axis=-1,
+        )
+        for image in images
+    ]
+    return np.stack(resized).astype(np.uint8)
+
+
+def centre_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` window of ``[n, h, w, c]`` images.
+
+    Raises:
+      ValueError: the images are smaller than ``size``.
+    """
+    _, height, width, _ = images.shape
+    if size > min(height, width):
+        raise ValueError(f"crop ({size}) is larger than the images ({height}x{width})")
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[:, top : top + size, left : left + size]

@@ -6,8 +6,9 @@ import functools
 import os
 from collections.abc import Callable
 
-from capsjax.data.canvas import place_on_canvas
+from capsjax.data.canvas import centre_crop, place_on_canvas, resize_images
 from capsjax.data.dataset import ArrayDataset
+from capsjax.data.file_formats import read_split
 from capsjax.data.multimnist import load_multimnist
 from capsjax.data.sources import IDX_DATASETS, load_dataset
 
@@ -30,17 +31,32 @@ def load_split(
     data_dir: str | os.PathLike | None = None,
     num_examples: int | None = None,
     canvas: int = 0,
+    path: str | os.PathLike | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    resize: int = 0,
+    crop: int = 0,
 ) -> ArrayDataset:
-    """One split of a named dataset: its first ``num_examples`` images (all if None), centred on a
-    ``canvas x canvas`` background if ``canvas`` > 0.
+    """One split of a named dataset, or of the dataset in files at ``path``: its first
+    ``num_examples`` images (all if None), centred on a ``canvas x canvas`` background if ``canvas`` > 0,
+    resized to ``resize x resize`` if ``resize`` > 0, and for the test split cut to their central
+    ``crop x crop`` window if ``crop`` > 0 (training crops at random, on device).
 
     Raises:
       ValueError: an unknown name or split.
       DataNotFoundError: no source has the data (see :func:`capsjax.data.sources.load_dataset`).
+      DataFormatError: ``path`` holds unreadable data (see :mod:`capsjax.data.file_formats`).
     """
-    if name not in DATASETS:
+    if path is not None:
+        dataset = read_split(path, split, test_fraction=test_fraction, seed=seed).take(num_examples)
+    elif name not in DATASETS:
         raise ValueError(f"dataset: unknown name {name!r}; choose one of {sorted(DATASETS)}")
-    dataset = DATASETS[name](split, data_dir=data_dir, num_examples=num_examples)
+    else:
+        dataset = DATASETS[name](split, data_dir=data_dir, num_examples=num_examples)
+    if resize:
+        dataset = ArrayDataset(resize_images(dataset.images, resize), dataset.labels, dataset.source, dataset.targets)
+    if crop and split == "test":
+        dataset = ArrayDataset(centre_crop(dataset.images, crop), dataset.labels, dataset.source, dataset.targets)
     if not canvas:
         return dataset
     if dataset.targets is not None:

@@ -1,4 +1,4 @@
-"""On-device input preprocessing: uint8 pixels to floats, and the paper's random shifts of up to 2 pixels."""
+"""On-device input preprocessing: uint8 pixels to floats, the paper's random shifts of up to 2 pixels, random crops."""
 
 from __future__ import annotations
 
@@ -40,3 +40,21 @@ def shift_batch(
     """:func:`random_shift` with an independent offset per example."""
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(lambda im, k: random_shift(im, k, max_shift=max_shift))(images, keys)
+
+
+def random_crop(
+    image: Float[Array, "height width channels"], key: jax.Array, *, size: int
+) -> Float[Array, "size size channels"]:
+    """A random ``size x size`` window of ONE image (every position equally likely)."""
+    height, width, channels = image.shape
+    rows = jax.random.randint(key, (), 0, height - size + 1)
+    cols = jax.random.randint(jax.random.fold_in(key, 1), (), 0, width - size + 1)
+    return jax.lax.dynamic_slice(image, (rows, cols, 0), (size, size, channels))
+
+
+def crop_batch(
+    images: Float[Array, "batch height width channels"], key: jax.Array, *, size: int
+) -> Float[Array, "batch size size channels"]:
+    """:func:`random_crop` with an independent window per example."""
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(lambda im, k: random_crop(im, k, size=size))(images, keys)

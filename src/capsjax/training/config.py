@@ -28,9 +28,21 @@ from capsjax.ops.routing import ROUTING_FUNCTIONS
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which data to train on. ``None`` counts mean the whole split; ``canvas`` > 0 centres the
-    images on a larger black canvas (40 for the affNIST-style experiment)."""
+    images on a larger black canvas (40 for the affNIST-style experiment).
+
+    ``path``: a dataset in files instead of a named one (``--data PATH``): an image folder, a
+    ``.npz``, CIFAR, SVHN or smallNORB (:mod:`capsjax.data.file_formats`); ``test_fraction`` splits
+    an image folder without train/ and test/ (seeded by ``seed`` of the run). ``resize`` > 0
+    resizes every image to ``resize x resize`` when loaded; ``crop`` > 0 trains on random
+    ``crop x crop`` windows (on device) and tests on the centre one (smallNORB's recipe: resize 48,
+    crop 32).
+    """
 
     name: str = "mnist"
+    path: str | None = None
+    test_fraction: float = 0.1
+    resize: int = 0
+    crop: int = 0
     train_examples: int | None = None
     test_examples: int | None = None
     max_shift: int = 2
@@ -230,6 +242,10 @@ _RULES = {
     "data.test_examples": _POSITIVE_OR_NONE,
     "data.max_shift": _NON_NEGATIVE,
     "data.canvas": _NON_NEGATIVE,
+    "data.path": (lambda v: v is None or (isinstance(v, str) and v != ""), "None or a path"),
+    "data.test_fraction": (lambda v: _positive_number(v) and v < 1, "a number within (0, 1)"),
+    "data.resize": _NON_NEGATIVE,
+    "data.crop": _NON_NEGATIVE,
     "optim.learning_rate": _POSITIVE_NUMBER,
     "optim.decay_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]"),
     "optim.decay_steps": _POSITIVE,

@@ -53,6 +53,11 @@ def evaluate_checkpoint(
             data_dir=data_dir,
             num_examples=config.data.test_examples,
             canvas=config.data.canvas,
+            path=config.data.path,
+            test_fraction=config.data.test_fraction,
+            seed=config.seed,
+            resize=config.data.resize,
+            crop=config.data.crop,
         )
     return evaluate(
         make_eval_step(graphdef, config),

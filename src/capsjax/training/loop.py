@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -99,13 +100,49 @@ def _install_signal_handlers(stop: StopRequested):
     return previous
 
 
-def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
-    """The train and test splits as ``config.data`` asks (see :func:`capsjax.data.registry.load_split`)."""
+def load_data_split(config: TrainConfig, split: str, data_dir=None) -> ArrayDataset:
+    """One split as ``config.data`` asks (see :func:`capsjax.data.registry.load_split`)."""
     data = config.data
-    return tuple(
-        load_split(data.name, split, data_dir=data_dir, num_examples=count, canvas=data.canvas)
-        for split, count in (("train", data.train_examples), ("test", data.test_examples))
+    return load_split(
+        data.name,
+        split,
+        data_dir=data_dir,
+        num_examples=data.train_examples if split == "train" else data.test_examples,
+        canvas=data.canvas,
+        path=data.path,
+        test_fraction=data.test_fraction,
+        seed=config.seed,
+        resize=data.resize,
+        crop=data.crop,
     )
+
+
+def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
+    """The train and test splits as ``config.data`` asks."""
+    return load_data_split(config, "train", data_dir), load_data_split(config, "test", data_dir)
+
+
+def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: ArrayDataset) -> TrainConfig:
+    """``config`` with every model's ``image_shape`` and ``num_classes`` taken from the data.
+
+    Raises:
+      ValueError: the train and test images differ in size.
+    """
+    shape = tuple(int(d) for d in test_set.images.shape[1:])  # what the model sees (train crops to it)
+    train_shape = tuple(int(d) for d in train_set.images.shape[1:])
+    crop = config.data.crop
+    expected = (crop, crop, shape[2]) if crop and train_shape[0] > crop else train_shape
+    if expected != shape:
+        raise ValueError(f"the train images are {train_shape} but the test images {shape}")
+    num_classes = int(max(train_set.labels.max(initial=0), test_set.labels.max(initial=0))) + 1
+    num_classes = max(num_classes, 2)
+    sized = {
+        name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
+        for name in ("capsnet", "cnn")
+    }
+    if sized["capsnet"] != config.capsnet or sized["cnn"] != config.cnn:
+        log.info("model sized to the data: images %s, %d classes", shape, num_classes)
+    return dataclasses.replace(config, **sized)
 
 
 def _versions() -> dict:
@@ -172,15 +209,17 @@ def train_and_evaluate(
             "with --resume, or train into a new --workdir"
         )
     config_path = workdir / "config.json"
-    if resume and config_path.exists():
-        if read_config(config_path) != config:
-            log.warning("resuming with a config that differs from %s; the new one is used", config_path)
+    resumed_from = read_config(config_path) if resume and config_path.exists() else None
+    if resumed_from is not None:
         data_dir = recorded_data_dir(config_path) if data_dir is None else data_dir
 
     sharding = Sharding.over_local_devices()
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
     train_set, test_set = load_data(config, data_dir)
+    config = size_model_to_data(config, train_set, test_set)
+    if resumed_from is not None and resumed_from != config:
+        log.warning("resuming with a config that differs from %s; the new one is used", config_path)
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from capsjax.ops.preprocess import shift_batch, to_float
+from capsjax.ops.preprocess import crop_batch, shift_batch, to_float
 from capsjax.training.config import TrainConfig
 from capsjax.training.objectives import classification_loss, compute_losses, correct_predictions
 from capsjax.training.state import TrainState, learning_rate_schedule, make_optimizer
@@ -22,7 +22,8 @@ from capsjax.training.state import TrainState, learning_rate_schedule, make_opti
 def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
 
-    Augmentation (random shifts of ``config.data.max_shift`` pixels) runs on device inside the
+    Augmentation (random ``config.data.crop`` crops, random shifts of ``config.data.max_shift``
+    pixels) runs on device inside the
     step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
     resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
     whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
@@ -35,6 +36,8 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         shift_key, dropout_key = jax.random.split(key)
         images = to_float(images)
+        if config.data.crop and images.shape[1] > config.data.crop:  # test images were centre-cropped at load
+            images = crop_batch(images, jax.random.fold_in(key, 2), size=config.data.crop)
         if targets is not None:
             targets = to_float(targets)  # objects were placed by the data generator: no shifts
         elif config.data.max_shift > 0:

@@ -1,0 +1,19 @@
+"""The paper's CapsNet on smallNORB with the paper's preprocessing (Sabour et al. 2017, sec. 7).
+
+Images are resized from 96x96 to 48x48; training sees random 32x32 crops, testing the centre
+32x32 crop; no extra shifts. The network is sized to the data (32x32x1 images, 5 classes).
+
+Command:  capsjax train --config experiments/configs/smallnorb.py --workdir runs/smallnorb --data PATH
+          (PATH: the folder with the six smallnorb-5x46789x9x18x6x2x96x96-{training,testing}-{dat,cat,info}.mat
+          files from https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/, gunzipped or not)
+Expected: not measured here (the data is not reachable from this machine); the paper reports
+2.7% test error after full training.
+"""
+
+import dataclasses
+
+from capsjax.training.config import DataConfig, TrainConfig
+
+
+def get_config() -> TrainConfig:
+    return dataclasses.replace(TrainConfig(epochs=1, batch_size=128), data=DataConfig(resize=48, crop=32, max_shift=0))

@@ -1,0 +1,331 @@
+"""Readers for image datasets stored as files: image folders, ``.npz``, CIFAR, SVHN and smallNORB.
+
+Each reader returns one split as an :class:`~capsjax.data.dataset.ArrayDataset` (uint8 images
+``[n, height, width, channels]``, int32 labels ``[n]``) and validates what it reads: shapes, dtypes,
+label ranges, empty class folders, unreadable images. Every problem is one
+:class:`DataFormatError` naming the file. :func:`detect_format` tells the formats apart by path.
+
+Formats:
+
+- ``image_folder``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (PNG, JPEG, anything PIL
+  reads), or only ``PATH/<class>/*``, split by a seeded test fraction; classes sorted by name,
+  label = position; every image of a dataset must have the same size (grayscale images give 1
+  channel, colour ones 3).
+- ``npz``: a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (the ``keras.datasets``
+  layout), uint8 images ``[n, h, w]`` or ``[n, h, w, c]``.
+- ``cifar``: a ``cifar-10-batches-py`` (``data_batch_1..5``, ``test_batch``) or ``cifar-100-python``
+  (``train``, ``test``; fine labels) folder of pickled batches, read with an unpickler that
+  accepts only the NumPy array types those files hold.
+- ``svhn``: a folder with ``train_32x32.mat`` and ``test_32x32.mat`` (label 10 is the digit 0).
+- ``smallnorb``: a folder with the six ``smallnorb-*-{dat,cat,info}.mat`` binary matrices
+  (``5x46789x9x18x6x2x96x96-training-dat.mat`` and the like); the left camera's 96x96 image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pathlib
+import pickle
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from capsjax.data.dataset import ArrayDataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FORMATS = ("image_folder", "npz", "cifar", "svhn", "smallnorb")
+
+
+class DataFormatError(ValueError):
+    """A data file or folder that cannot be read as its format says (the message names it)."""
+
+
+def detect_format(path: str | pathlib.Path) -> str:
+    """The format of ``path`` (one of :data:`FORMATS`), from file names alone.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      DataFormatError: it exists but is none of the formats.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix == ".npz":
+            return "npz"
+        raise DataFormatError(f"{path}: a file of an unknown format (a .npz file or a folder is expected)")
+    names = {p.name for p in path.iterdir()}
+    if "data_batch_1" in names or {"train", "test", "meta"} <= names:
+        return "cifar"
+    if "train_32x32.mat" in names or "test_32x32.mat" in names:
+        return "svhn"
+    if any(name.startswith("smallnorb-") or name.endswith("-dat.mat") for name in names):
+        return "smallnorb"
+    if any(p.is_dir() for p in path.iterdir()):
+        return "image_folder"
+    raise DataFormatError(
+        f"{path}: not a dataset folder (expected class sub-folders, train/ and test/, CIFAR batches, "
+        "SVHN or smallNORB .mat files)"
+    )
+
+
+def read_split(path: str | pathlib.Path, split: str, *, test_fraction: float = 0.1, seed: int = 0) -> ArrayDataset:
+    """One split (``"train"`` or ``"test"``) of the dataset at ``path``, in its detected format."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    path = pathlib.Path(path)
+    fmt = detect_format(path)
+    if fmt == "image_folder":
+        return read_image_folder(path, split, test_fraction=test_fraction, seed=seed)
+    return {"npz": read_npz, "cifar": read_cifar, "svhn": read_svhn, "smallnorb": read_smallnorb}[fmt](path, split)
+
+
+# --- image folders -------------------------------------------------------------------------------
+
+
+def class_folders(root: pathlib.Path) -> list[pathlib.Path]:
+    """The class sub-folders of ``root``, sorted by name (hidden folders skipped)."""
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataFormatError(f"{folder}: an empty class folder (no {'/'.join(IMAGE_SUFFIXES)} files)")
+    return files
+
+
+def _read_image(path: pathlib.Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            mode = "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+            array = np.asarray(image.convert(mode), np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataFormatError(f"{path}: not a readable image ({err})") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _stack_images(paths: list[pathlib.Path]) -> np.ndarray:
+    """``[n, h, w, c]`` of same-size images; grayscale ones among colour ones get 3 equal channels."""
+    images = [_read_image(p) for p in paths]
+    height, width = images[0].shape[:2]
+    for path, image in zip(paths, images, strict=True):
+        if image.shape[:2] != (height, width):
+            raise DataFormatError(
+                f"{path}: size {image.shape[1]}x{image.shape[0]} differs from {width}x{height} ({paths[0]}); "
+                "resize the images to one size"
+            )
+    channels = max(image.shape[-1] for image in images)
+    return np.stack([np.repeat(image, channels // image.shape[-1], axis=-1) for image in images])
+
+
+def read_image_folder(root: pathlib.Path, split: str, *, test_fraction: float = 0.1, seed: int = 0) -> ArrayDataset:
+    """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``test_fraction``.
+
+    Without train/ and test/, each class's files (sorted by name) are shuffled with ``seed`` and
+    its last ``round(test_fraction * n)`` (at least 1) go to the test split.
+    """
+    root = pathlib.Path(root)
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_classes = [p.name for p in class_folders(root / "train")]
+        test_classes = [p.name for p in class_folders(root / "test")]
+        if test_classes != train_classes:
+            raise DataFormatError(
+                f"{root}: train/ has classes {train_classes} but test/ has {test_classes}; they must match"
+            )
+        folders = class_folders(root / split)
+        per_class = [_image_files(f) for f in folders]
+    else:
+        if not 0 < test_fraction < 1:
+            raise DataFormatError(f"{root}: test_fraction must be within (0, 1), got {test_fraction}")
+        folders = class_folders(root)
+        per_class = []
+        rng = np.random.default_rng(seed)
+        for folder in folders:
+            files = _image_files(folder)
+            if len(files) < 2:
+                raise DataFormatError(f"{folder}: {len(files)} image; at least 2 per class to split train/test")
+            order = rng.permutation(len(files))
+            n_test = min(len(files) - 1, max(1, round(test_fraction * len(files))))
+            chosen = order[len(files) - n_test :] if split == "test" else order[: len(files) - n_test]
+            per_class.append([files[i] for i in sorted(chosen)])
+    if not folders:
+        raise DataFormatError(f"{root}: no class folders")
+    paths = [p for files in per_class for p in files]
+    labels = np.concatenate([np.full(len(files), label, np.int32) for label, files in enumerate(per_class)])
+    return ArrayDataset(_stack_images(paths), labels, str(root))
+
+
+# --- .npz (keras.datasets layout) ----------------------------------------------------------------
+
+
+def _checked_images(images: np.ndarray, where: str) -> np.ndarray:
+    if images.dtype != np.uint8:
+        raise DataFormatError(f"{where}: expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or 0 in images.shape:
+        raise DataFormatError(f"{where}: expected images [n, h, w] or [n, h, w, 1|3|4], got shape {images.shape}")
+    return images
+
+
+def _checked_labels(labels: np.ndarray, n: int, where: str, num_classes: int | None = None) -> np.ndarray:
+    labels = np.asarray(labels).reshape(-1) if np.ndim(labels) == 2 and np.shape(labels)[1] == 1 else labels
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataFormatError(f"{where}: expected integer labels [n], got {labels.dtype} {labels.shape}")
+    if len(labels) != n:
+        raise DataFormatError(f"{where}: {n} images but {len(labels)} labels")
+    if labels.size and labels.min() < 0:
+        raise DataFormatError(f"{where}: negative label {labels.min()}")
+    if num_classes is not None and labels.size and labels.max() >= num_classes:
+        raise DataFormatError(f"{where}: label {labels.max()} out of range 0..{num_classes - 1}")
+    return labels.astype(np.int32)
+
+
+def read_npz(path: pathlib.Path, split: str) -> ArrayDataset:
+    """``x_<split>`` and ``y_<split>`` of a ``.npz`` file (no pickled objects are loaded)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            missing = {f"x_{split}", f"y_{split}"} - keys
+            if missing:
+                raise DataFormatError(f"{path}: missing {sorted(missing)} (has {sorted(keys)})")
+            images, labels = archive[f"x_{split}"], archive[f"y_{split}"]
+    except (OSError, ValueError) as err:
+        if isinstance(err, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: not a readable .npz file ({err})") from None
+    images = _checked_images(images, f"{path} x_{split}")
+    return ArrayDataset(images, _checked_labels(labels, len(images), f"{path} y_{split}"), str(path))
+
+
+# --- CIFAR-10 / CIFAR-100 python batches --------------------------------------------------------
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays only: nothing that runs code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _unpickle(path: pathlib.Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise DataFormatError(f"{path}: not a CIFAR python batch ({err})") from None
+    if not isinstance(batch, dict):
+        raise DataFormatError(f"{path}: not a CIFAR python batch (a {type(batch).__name__}, not a dict)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def read_cifar(folder: pathlib.Path, split: str) -> ArrayDataset:
+    """CIFAR-10 (``data_batch_1..5`` / ``test_batch``) or CIFAR-100 (``train`` / ``test``, fine labels)."""
+    cifar10 = (folder / "data_batch_1").exists() or (folder / "test_batch").exists()
+    if cifar10:
+        files = [folder / f"data_batch_{k}" for k in range(1, 6)] if split == "train" else [folder / "test_batch"]
+        key, num_classes = "labels", 10
+    else:
+        files, key, num_classes = [folder / split], "fine_labels", 100
+    images, labels = [], []
+    for path in files:
+        if not path.is_file():
+            raise DataFormatError(f"{path}: missing CIFAR batch")
+        batch = _unpickle(path)
+        if "data" not in batch or key not in batch:
+            raise DataFormatError(f"{path}: expected the keys 'data' and {key!r}, got {sorted(batch)}")
+        data = np.asarray(batch["data"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataFormatError(f"{path}: expected uint8 data [n, 3072], got {data.dtype} {data.shape}")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(_checked_labels(np.asarray(batch[key]), len(data), str(path), num_classes))
+    return ArrayDataset(np.concatenate(images), np.concatenate(labels), str(folder))
+
+
+# --- SVHN (cropped digits, MATLAB files) ---------------------------------------------------------
+
+
+def read_svhn(folder: pathlib.Path, split: str) -> ArrayDataset:
+    """``<split>_32x32.mat``: ``X [32, 32, 3, n]`` uint8 and ``y [n, 1]`` in 1..10 (10 is the digit 0)."""
+    from scipy.io import loadmat  # scipy is a dependency; imported here to keep `import capsjax` light
+
+    path = folder / f"{split}_32x32.mat"
+    if not path.is_file():
+        raise DataFormatError(f"{path}: missing SVHN file")
+    try:
+        mat = loadmat(path)
+    except (OSError, ValueError, NotImplementedError) as err:
+        raise DataFormatError(f"{path}: not a readable MATLAB file ({err})") from None
+    if "X" not in mat or "y" not in mat:
+        raise DataFormatError(f"{path}: expected the variables X and y")
+    images = np.asarray(mat["X"])
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
+        raise DataFormatError(f"{path}: expected uint8 X [32, 32, 3, n], got {images.dtype} {images.shape}")
+    labels = np.asarray(mat["y"]).reshape(-1)
+    if labels.size and (labels.min() < 1 or labels.max() > 10):
+        raise DataFormatError(f"{path}: labels must be within 1..10, got {labels.min()}..{labels.max()}")
+    labels = np.where(labels == 10, 0, labels)
+    images = images.transpose(3, 0, 1, 2)
+    return ArrayDataset(np.ascontiguousarray(images), _checked_labels(labels, len(images), str(path), 10), str(folder))
+
+
+# --- smallNORB (binary matrix files) -------------------------------------------------------------
+
+_NORB_TYPES = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}
+
+
+def read_norb_matrix(path: pathlib.Path) -> np.ndarray:
+    """One smallNORB binary matrix (``.mat``, optionally gzipped): int32 magic, rank, dims, data."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataFormatError(f"{path}: corrupt gzip data ({err})") from None
+    header = np.frombuffer(raw[:8], "<i4") if len(raw) >= 8 else np.zeros(0)
+    if len(header) < 2 or int(header[0]) & 0xFFFFFFFF not in _NORB_TYPES:
+        raise DataFormatError(f"{path}: not a smallNORB matrix (bad magic number)")
+    dtype, rank = _NORB_TYPES[int(header[0]) & 0xFFFFFFFF], int(header[1])
+    if not 1 <= rank <= 6:
+        raise DataFormatError(f"{path}: bad rank {rank}")
+    dims_count = max(3, rank)  # the format stores at least 3 dimensions
+    dims = np.frombuffer(raw[8 : 8 + 4 * dims_count], "<i4")[:rank]
+    offset = 8 + 4 * dims_count
+    expected = int(np.prod(dims)) * np.dtype(dtype).itemsize
+    if len(raw) - offset != expected:
+        raise DataFormatError(f"{path}: {len(raw) - offset} data bytes, the header says {expected}")
+    return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"), offset=offset).reshape(dims)
+
+
+def _norb_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
+    tag = "training" if split == "train" else "testing"
+    matches = sorted(p for p in folder.iterdir() if tag in p.name and f"-{kind}.mat" in p.name)
+    if not matches:
+        raise DataFormatError(f"{folder}: missing the smallNORB {tag} {kind} file (*{tag}-{kind}.mat[.gz])")
+    return matches[0]
+
+
+def read_smallnorb(folder: pathlib.Path, split: str) -> ArrayDataset:
+    """The left camera's 96x96 images ``[n, 96, 96, 1]`` and categories 0..4 of one smallNORB split."""
+    dat_path, cat_path = _norb_file(folder, split, "dat"), _norb_file(folder, split, "cat")
+    images = read_norb_matrix(dat_path)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 2:
+        raise DataFormatError(
+            f"{dat_path}: expected uint8 [n, 2, h, w] stereo pairs, got {images.dtype} {images.shape}"
+        )
+    labels = read_norb_matrix(cat_path)
+    return ArrayDataset(
+        np.ascontiguousarray(images[:, 0, :, :, None]),
+        _checked_labels(labels, len(images), str(cat_path), 5),
+        str(folder),
+    )
