@@ -320,3 +320,53 @@ def test_progress_bar_counts_completed_steps(tmp_path, fake_data, monkeypatch):
     )
     assert summary["step"] == len(unfinished_at_update) == 12
     assert unfinished_at_update == [0] * 12
+
+
+def _smoke_cli(workdir, data, *extra):
+    smoke = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "smoke.py")
+    return [sys.executable, "-m", "capsjax", "train", "--config", smoke, "--workdir", str(workdir)] + [
+        "--data-dir",
+        str(data),
+        "--config.data.train_examples=192",
+        "--config.data.test_examples=64",
+        "--config.epochs=1",
+        *extra,
+    ]
+
+
+def test_a_failed_checkpoint_write_is_one_oserror_naming_the_folder(tmp_path):
+    from capsjax.training.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(tmp_path)
+
+    def full_disk(*args, **kwargs):
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "x" in OCDBT database at local file "..."')
+
+    checkpointer.manager.save = full_disk
+    with pytest.raises(OSError, match="no space left on device: a checkpoint could not be written") as info:
+        checkpointer.save(1, {"w": np.zeros(3)})
+    assert info.value.filename == str(tmp_path.absolute() / "checkpoints")
+    checkpointer.manager.save = lambda *a, **k: (_ for _ in ()).throw(ValueError("some other problem"))
+    with pytest.raises(ValueError, match="some other problem"):  # anything else passes through unchanged
+        checkpointer.save(2, {"w": np.zeros(3)})
+    checkpointer.close()
+
+
+def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, fake_data):
+    """A real full disk: a 1 MiB tmpfs (needs permission to mount; skipped where there is none)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        args = _smoke_cli(mount / "run", fake_data, "--config.checkpoint_every_steps=1")
+        result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if "step/s" not in line and "s/step" not in line and "libtpu" not in line]
+    assert errors == [
+        f"capsjax train: error: {mount / 'run' / 'checkpoints'}: no space left on device: a checkpoint could not "
+        "be written (the last complete one is kept)"
+    ], result.stderr[-3000:]

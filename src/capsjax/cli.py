@@ -131,10 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTracebacks(logging.Filter):
+    """Without --debug: log records keep their one-line message, never a traceback; errors that orbax
+    logs from its background threads are dropped (the same error reaches the command, which reports it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith(("orbax", "absl")):
+            return False
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def _quiet_background_errors() -> None:
+    """Without --debug: hide the "Event loop is closed" tracebacks that tensorstore's callbacks print
+    when a checkpoint write failed and orbax closed its event loop (the failure itself is reported)."""
+    if getattr(sys.unraisablehook, "capsjax_quiet", False):
+        return  # installed already (main() called again in one process)
+    previous_excepthook, previous_unraisablehook = sys.excepthook, sys.unraisablehook
+
+    def closed_loop(value) -> bool:
+        return isinstance(value, RuntimeError) and "Event loop is closed" in str(value)
+
+    def excepthook(kind, value, tb):
+        if not closed_loop(value):
+            previous_excepthook(kind, value, tb)
+
+    def unraisablehook(unraisable):
+        if not closed_loop(unraisable.exc_value):
+            previous_unraisablehook(unraisable)
+
+    unraisablehook.capsjax_quiet = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     args, overrides = build_parser().parse_known_args(argv)
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_NoTracebacks())
+        _quiet_background_errors()
     try:
         return args.run(args, overrides)
     except (ValueError, FileNotFoundError) as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import pathlib
 
 import jax
@@ -9,6 +11,31 @@ import orbax.checkpoint as ocp
 
 from capsjax.training.config import TrainConfig, read_config
 from capsjax.training.state import init_state
+
+
+_STORAGE_ERRORS = {  # what tensorstore / orbax say, as the OSError a user would recognise
+    "RESOURCE_EXHAUSTED": (errno.ENOSPC, "no space left on device"),
+    "No space left on device": (errno.ENOSPC, "no space left on device"),
+    "PERMISSION_DENIED": (errno.EACCES, "permission denied"),
+    "Permission denied": (errno.EACCES, "permission denied"),
+}
+
+
+@contextlib.contextmanager
+def storage_errors(directory: pathlib.Path):
+    """Turn a checkpoint write that failed for lack of space or permission into one ``OSError``
+    naming ``directory`` (orbax reports these as ValueError or RuntimeError with a long message)."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as err:
+        for marker, (code, problem) in _STORAGE_ERRORS.items():
+            if marker in str(err):
+                raise OSError(
+                    code,
+                    f"{problem}: a checkpoint could not be written (the last complete one is kept)",
+                    str(directory),
+                ) from err
+        raise
 
 
 class Checkpointer:
@@ -31,9 +58,10 @@ class Checkpointer:
         """Save ``state`` as ``step`` (asynchronously unless ``wait``); an existing step is kept."""
         if step in self.manager.all_steps():
             return
-        self.manager.save(step, args=ocp.args.StandardSave(state))
-        if wait:
-            self.manager.wait_until_finished()
+        with storage_errors(self.manager.directory):
+            self.manager.save(step, args=ocp.args.StandardSave(state))
+            if wait:
+                self.manager.wait_until_finished()
 
     def restore(self, like, step: int | None = None):
         """Restore the checkpoint ``step`` (default: latest) into the structure and shardings of ``like``."""
@@ -48,8 +76,11 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        with storage_errors(self.manager.directory):
+            try:
+                self.manager.wait_until_finished()
+            finally:
+                self.manager.close()
 
 
 def restore_params(workdir: str | pathlib.Path, *, step: int | None = None) -> tuple[TrainConfig, object, object]:
