@@ -12,7 +12,6 @@ import orbax.checkpoint as ocp
 from capsjax.training.config import TrainConfig, read_config
 from capsjax.training.state import init_state
 
-
 _STORAGE_ERRORS = {  # what tensorstore / orbax say, as the OSError a user would recognise
     "RESOURCE_EXHAUSTED": (errno.ENOSPC, "no space left on device"),
     "No space left on device": (errno.ENOSPC, "no space left on device"),
