@@ -117,3 +117,10 @@ def test_deprecated_lengths_field_is_the_scores(capsnet):
     out = capsnet(jnp.zeros((1, 28, 28, 1)))
     with pytest.warns(DeprecationWarning, match="scores"):
         np.testing.assert_array_equal(out.lengths, out.scores)
+
+
+@pytest.mark.parametrize("size, layer", [(16, "primary capsules' conv"), (8, "first conv")])
+def test_too_small_images_name_the_layer_and_the_smallest_size(size, layer):
+    with pytest.raises(ValueError, match=f"too small for the {layer} .*the smallest image that works is 17x17"):
+        CapsNet(CapsNetConfig(image_shape=(size, size, 3)), rngs=nnx.Rngs(0))
+    assert CapsNet(CapsNetConfig(image_shape=(17, 17, 3), conv_channels=8, primary_types=2), rngs=nnx.Rngs(0))

@@ -273,3 +273,103 @@ def test_cli_data_flag_takes_a_name_or_a_path(tmp_path, monkeypatch):
     assert with_data(config, "mine.npz").data.path == str(tmp_path / "mine.npz")
     with pytest.raises(SystemExit, match="--data nowhere: neither a dataset name .* nor an existing path"):
         with_data(config, "nowhere")
+
+
+def smoke_sized(config, **data):
+    """A config file's recipe (data preprocessing, routing) with a network small enough for a test."""
+    import dataclasses
+
+    capsnet = dataclasses.replace(config.capsnet, conv_channels=16, primary_types=4, class_dim=8, decoder_hidden=(32,))
+    return dataclasses.replace(
+        config,
+        capsnet=capsnet,
+        data=dataclasses.replace(config.data, **data),
+        epochs=1,
+        batch_size=16,
+        eval_batch_size=16,
+        checkpoint_every_steps=100,
+        log_every_steps=100,
+    )
+
+
+def config_file(name):
+    from capsjax.training.config import load_config_file
+
+    return load_config_file(str(pathlib.Path(__file__).parents[1] / "experiments" / "configs" / f"{name}.py"))
+
+
+def test_cifar10_config_at_smoke_size(tmp_path):
+    from capsjax.training.loop import train_and_evaluate
+
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py", n=8)
+    config = config_file("cifar10")
+    assert (config.data.name, config.data.crop, config.capsnet.primary_types) == ("cifar10", 24, 64)
+    assert config.capsnet.routing.leaky
+    summary = train_and_evaluate(smoke_sized(config), tmp_path / "run", data_dir=tmp_path / "data", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["status"] == "completed" and saved["capsnet"]["image_shape"] == [24, 24, 3]
+
+
+def test_svhn_config_at_smoke_size(tmp_path):
+    from scipy.io import savemat
+
+    from capsjax.training.loop import train_and_evaluate
+
+    for split, n in (("train", 32), ("test", 16)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": x, "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+    config = config_file("svhn")
+    assert config.capsnet.primary_types == 64
+    summary = train_and_evaluate(smoke_sized(config, path=str(tmp_path)), tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["status"] == "completed" and saved["capsnet"]["image_shape"] == [32, 32, 3]
+
+
+def write_coloured_shapes(root, per_class, seed):
+    """32x32 RGB images of 4 classes: a red square, a green bar, a blue cross, a yellow frame, placed at
+    random with noise."""
+    local = np.random.default_rng(seed)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    for label, name in enumerate(["red_square", "green_bar", "blue_cross", "yellow_frame"]):
+        for k in range(per_class):
+            image = local.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            r, c = local.integers(4, 16, 2)
+            mask = np.zeros((32, 32), bool)
+            if label == 0:
+                mask[r : r + 10, c : c + 10] = True
+            elif label == 1:
+                mask[r : r + 14, c + 4 : c + 7] = True
+            elif label == 2:
+                mask[r + 5 : r + 7, c : c + 12] = mask[r : r + 12, c + 5 : c + 7] = True
+            else:
+                mask[r : r + 12, c : c + 12] = True
+                mask[r + 2 : r + 10, c + 2 : c + 10] = False
+            image[mask] = colours[label]
+            write_png(root / name / f"{k}.png", image)
+
+
+def test_rgb_image_folder_end_to_end_well_above_chance(tmp_path):
+    import dataclasses
+
+    from capsjax.analysis.classify import classify_files
+    from capsjax.training.config import OptimConfig
+    from capsjax.training.loop import train_and_evaluate
+
+    write_coloured_shapes(tmp_path / "shapes" / "train", per_class=40, seed=0)
+    write_coloured_shapes(tmp_path / "shapes" / "test", per_class=10, seed=1)
+    config = dataclasses.replace(
+        smoke_sized(config_file("mnist"), path=str(tmp_path / "shapes")),
+        epochs=3,
+        optim=OptimConfig(learning_rate=3e-3),
+    )
+    summary = train_and_evaluate(config, tmp_path / "run", progress=False)
+    assert summary["test_accuracy"] >= 0.75, summary  # chance is 0.25
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["class_names"] == ["blue_cross", "green_bar", "red_square", "yellow_frame"]
+    assert saved["capsnet"]["image_shape"] == [32, 32, 3] and saved["capsnet"]["num_classes"] == 4
+    big = tmp_path / "big.png"
+    Image.open(tmp_path / "shapes" / "test" / "red_square" / "0.png").resize((64, 64)).save(big)
+    with pytest.raises(ValueError, match="expected a 32x32 image .*--resize"):
+        classify_files(tmp_path / "run", [str(big)])
+    [result] = classify_files(tmp_path / "run", [str(big)], resize=True)
+    assert result["class_name"] == ["blue_cross", "green_bar", "red_square", "yellow_frame"][result["class"]]

@@ -80,9 +80,10 @@ def _predict(args, overrides) -> int:
 
     if overrides:
         raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")
-    for result in classify_files(args.workdir, args.images, output_dir=args.output_dir):
+    for result in classify_files(args.workdir, args.images, output_dir=args.output_dir, resize=args.resize):
         scores = " ".join(f"{x:.3f}" for x in result["scores"])
-        print(f"{result['image']}: class {result['class']}  scores [{scores}]  -> {result['reconstruction']}")
+        name = f" ({result['class_name']})" if result["class_name"] else ""
+        print(f"{result['image']}: class {result['class']}{name}  scores [{scores}]  -> {result['reconstruction']}")
     return 0
 
 
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify and reconstruct PNG images with a trained run")
     predict.add_argument("--workdir", required=True)
     predict.add_argument("--output-dir", help="where reconstructions go (default: WORKDIR/predictions)")
-    predict.add_argument("images", nargs="+", help="28x28 grayscale PNGs, white digit on black")
+    predict.add_argument("--resize", action="store_true", help="fit images of another size to the model's")
+    predict.add_argument("images", nargs="+", help="images of the model's size and channels (28x28 gray for MNIST)")
     predict.set_defaults(run=_predict)
 
     bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")

@@ -19,6 +19,7 @@ class ArrayDataset:
     labels: np.ndarray
     source: str
     targets: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None  # label k is class_names[k] (image folders: folder names)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -28,7 +29,7 @@ class ArrayDataset:
         if n is None or n >= len(self):
             return self
         targets = None if self.targets is None else self.targets[:n]
-        return ArrayDataset(self.images[:n], self.labels[:n], self.source, targets)
+        return dataclasses.replace(self, images=self.images[:n], labels=self.labels[:n], targets=targets)
 
     def arrays(self, idx) -> tuple[np.ndarray, ...]:
         """``(images, labels)`` or ``(images, labels, targets)`` of the examples ``idx``."""

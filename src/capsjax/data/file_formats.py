@@ -153,7 +153,7 @@ def read_image_folder(root: pathlib.Path, split: str, *, test_fraction: float = 
         raise DataFormatError(f"{root}: no class folders")
     paths = [p for files in per_class for p in files]
     labels = np.concatenate([np.full(len(files), label, np.int32) for label, files in enumerate(per_class)])
-    return ArrayDataset(_stack_images(paths), labels, str(root))
+    return ArrayDataset(_stack_images(paths), labels, str(root), class_names=tuple(f.name for f in folders))
 
 
 # --- .npz (keras.datasets layout) ----------------------------------------------------------------

@@ -88,22 +88,29 @@ def overlay_grid(images: np.ndarray, reconstructions: np.ndarray, *, columns: in
     return tile(np.stack(tiles), columns=min(columns, n))
 
 
-def read_image(path: str | pathlib.Path, *, shape: tuple[int, int, int]) -> np.ndarray:
-    """Read a PNG (or any PIL image) as grayscale uint8 ``[height, width, 1]``.
+def read_image(path: str | pathlib.Path, *, shape: tuple[int, int, int], resize: bool = False) -> np.ndarray:
+    """Read a PNG (or any PIL image) as uint8 ``shape`` ``[height, width, channels]`` (1: grayscale, 3: RGB).
+
+    Args:
+      resize: fit an image of another size to ``shape`` (bilinear); otherwise that is an error.
 
     Raises:
-      ValueError: the file is not an image or its size is not ``shape``'s (no silent resizing:
-        the network was trained on centred 28x28 digits, white on black).
+      ValueError: the file is not an image, or its size is not ``shape``'s and ``resize`` is off (no
+        silent resizing: the MNIST network was trained on centred 28x28 digits, white on black).
     """
     path = pathlib.Path(path)
+    height, width, channels = shape
     try:
         with Image.open(path) as image:
-            gray = np.asarray(image.convert("L"), np.uint8)
+            image = image.convert("L" if channels == 1 else "RGB")
+            if resize and image.size != (width, height):
+                image = image.resize((width, height), Image.BILINEAR)
+            array = np.asarray(image, np.uint8)
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"{path}: not a readable image ({err})") from None
-    height, width, _ = shape
-    if gray.shape != (height, width):
+    if array.shape[:2] != (height, width):
         raise ValueError(
-            f"{path}: expected a {width}x{height} image (white digit on black), got {gray.shape[1]}x{gray.shape[0]}"
+            f"{path}: expected a {width}x{height} image (the model's size), got {array.shape[1]}x{array.shape[0]}; "
+            "--resize fits other sizes"
         )
-    return gray[..., None]
+    return array[..., None] if array.ndim == 2 else array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from capsjax.data.canvas import centre_crop, place_on_canvas, resize_images
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.file_formats import read_split
 from capsjax.data.multimnist import load_multimnist
-from capsjax.data.sources import IDX_DATASETS, load_dataset
+from capsjax.data.sources import IDX_DATASETS, load_cifar10, load_dataset
 
 
 def _load_idx(name: str, split: str, *, data_dir=None, num_examples: int | None = None) -> ArrayDataset:
@@ -20,6 +21,9 @@ def _load_idx(name: str, split: str, *, data_dir=None, num_examples: int | None 
 DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     **{name: functools.partial(_load_idx, name) for name in IDX_DATASETS},
     "multimnist": load_multimnist,
+    "cifar10": lambda split, *, data_dir=None, num_examples=None: load_cifar10(split, data_dir=data_dir).take(
+        num_examples
+    ),
 }
 """Loaders by name, each called as ``loader(split, *, data_dir, num_examples) -> ArrayDataset``."""
 
@@ -54,9 +58,9 @@ def load_split(
     else:
         dataset = DATASETS[name](split, data_dir=data_dir, num_examples=num_examples)
     if resize:
-        dataset = ArrayDataset(resize_images(dataset.images, resize), dataset.labels, dataset.source, dataset.targets)
+        dataset = dataclasses.replace(dataset, images=resize_images(dataset.images, resize))
     if crop and split == "test":
-        dataset = ArrayDataset(centre_crop(dataset.images, crop), dataset.labels, dataset.source, dataset.targets)
+        dataset = dataclasses.replace(dataset, images=centre_crop(dataset.images, crop))
     if not canvas:
         return dataset
     if dataset.targets is not None:

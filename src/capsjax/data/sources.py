@@ -134,3 +134,22 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
         "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) with --data-dir DIR or "
         "CAPSJAX_DATA_DIR=DIR, or go online (they are downloaded on first use)."
     )
+
+
+def load_cifar10(split: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
+    """CIFAR-10 (python format) from ``data_dir`` / ``$CAPSJAX_DATA_DIR`` (the ``cifar-10-batches-py``
+    folder, or a parent holding it or ``cifar10/cifar-10-batches-py``), the download cache, or else a
+    download (:mod:`capsjax.data.download`)."""
+    from capsjax.data.file_formats import read_cifar
+
+    roots = [pathlib.Path(p) for p in (data_dir, os.environ.get("CAPSJAX_DATA_DIR")) if p]
+    roots.append(DEFAULT_CACHE.expanduser())
+    for root in roots:
+        for folder in (root, root / "cifar-10-batches-py", root / "cifar10" / "cifar-10-batches-py"):
+            if (folder / "data_batch_1").is_file():
+                return read_cifar(folder, split)
+    try:
+        return read_cifar(fetch_dataset("cifar10") / "cifar-10-batches-py", split)
+    except DownloadError as err:
+        looked = ", ".join(str(r) for r in roots)
+        raise DataNotFoundError(f"could not find cifar10 (looked in {looked}); download: {err}") from None

@@ -90,9 +90,15 @@ class CapsNet(nnx.Module):
             dtype=dtype,
             rngs=rngs,
         )
+        smallest = config.conv_kernel + config.primary_kernel - 1
+        if min(height, width) < smallest:
+            layer = "first conv" if min(height, width) < config.conv_kernel else "primary capsules' conv"
+            k1, k2 = config.conv_kernel, config.primary_kernel
+            raise ValueError(
+                f"config.image_shape {config.image_shape} is too small for the {layer} ({k1}x{k1} conv, then "
+                f"{k2}x{k2}): the smallest image that works is {smallest}x{smallest}"
+            )
         grid_h, grid_w = self.primary.grid_size(height - config.conv_kernel + 1, width - config.conv_kernel + 1)
-        if grid_h < 1 or grid_w < 1:
-            raise ValueError(f"config.image_shape {config.image_shape} is too small for the kernels")
         self.primary_grid = (grid_h, grid_w)
         self.num_primary = grid_h * grid_w * config.primary_types
         routing = config.routing

@@ -334,15 +334,24 @@ def from_dict(cls, data: dict):
     return cls(**kwargs)
 
 
-def save_config(config: TrainConfig, path: pathlib.Path, *, data_dir: str | None = None) -> None:
-    """Write ``config`` as JSON; ``data_dir`` (the folder the data came from) is recorded beside its fields."""
+def save_config(
+    config: TrainConfig, path: pathlib.Path, *, data_dir: str | None = None, class_names: Sequence[str] | None = None
+) -> None:
+    """Write ``config`` as JSON; ``data_dir`` (the folder the data came from) and ``class_names`` (label k's
+    name, for image-folder data) are recorded beside its fields."""
     record = to_dict(config) | ({"data_dir": data_dir} if data_dir else {})
+    record |= {"class_names": list(class_names)} if class_names else {}
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def recorded_data_dir(path: pathlib.Path) -> str | None:
     """The data folder a work directory's ``config.json`` recorded (None if it holds none)."""
     return json.loads(path.read_text()).get("data_dir")
+
+
+def recorded_class_names(path: pathlib.Path) -> list[str] | None:
+    """The class names a work directory's ``config.json`` recorded (None if it holds none)."""
+    return json.loads(path.read_text()).get("class_names")
 
 
 def read_config(path: pathlib.Path) -> TrainConfig:

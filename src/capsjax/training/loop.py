@@ -223,7 +223,12 @@ def train_and_evaluate(
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
-    save_config(config, config_path, data_dir=str(resolved.absolute()) if resolved else None)
+    save_config(
+        config,
+        config_path,
+        data_dir=str(resolved.absolute()) if resolved else None,
+        class_names=train_set.class_names,
+    )
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(train_set)})")
