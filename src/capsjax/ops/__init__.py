@@ -1,7 +1,9 @@
 """Pure capsule math, written for ONE example and batched with ``jax.vmap`` where it is used.
 
 The lowest layer of capsjax: it imports JAX and nothing else of the package. Modules:
-``squashing`` (eq. 1), ``voting`` (eq. 2), ``routing`` (Procedure 1), ``masking`` (class masks),
+``squashing`` (eq. 1), ``voting`` (eq. 2), ``routing`` (Procedure 1 and the registry of routing
+algorithms), ``attention_routing`` (Efficient-CapsNet's self-attention routing, inverted dot-product
+attention routing), ``em_routing`` (EM routing between matrix capsules), ``routing_types``, ``masking`` (class masks),
 ``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings) and
 ``preprocess`` (uint8 to float, random shifts).
 
@@ -11,7 +13,9 @@ The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite 
 ``jit``, and the training loop stops on the first non-finite loss or gradient.
 """
 
+from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
 from capsjax.ops.convolution import conv2d
+from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
 from capsjax.ops.losses import margin_loss, reconstruction_loss
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
 from capsjax.ops.preprocess import random_shift, shift_batch, to_float
@@ -27,6 +31,12 @@ from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
 __all__ = [
+    "EMRoutingResult",
+    "efficient_squash",
+    "em_routing",
+    "em_routing_fn",
+    "inverted_dot_product_routing",
+    "self_attention_routing",
     "ROUTING_FUNCTIONS",
     "RoutingFn",
     "RoutingResult",

@@ -1,13 +1,14 @@
-"""Routing-by-agreement (Sabour et al. 2017, Procedure 1) as a pure function of one example.
+"""Routing-by-agreement (Sabour et al. 2017, Procedure 1) as a pure function of one example, and the
+registry of routing algorithms.
 
-Every routing algorithm in capsjax has the signature of :class:`RoutingFn`: votes
+Every routing algorithm here has the signature of :class:`RoutingFn`: votes
 ``[in_caps, out_caps, out_dim]`` in, :class:`RoutingResult` out. Models pick one by name
-through :func:`get_routing`, or take any callable with that signature.
+through :func:`get_routing` (``"dynamic"``, ``"self_attention"``, ``"inverted_dot_product"``,
+``"em"``), or
+take any callable with that signature.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -15,36 +16,19 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
+from capsjax.ops.attention_routing import inverted_dot_product_routing, self_attention_routing
+from capsjax.ops.em_routing import em_routing_fn
+from capsjax.ops.routing_types import RoutingFn, RoutingResult
 from capsjax.ops.squashing import squash
 
-
-class RoutingResult(NamedTuple):
-    """What a routing function returns for one example.
-
-    Attributes:
-      v: output capsules ``[out_caps, out_dim]``.
-      c: coupling coefficients of the final iteration ``[in_caps, out_caps]``.
-      logits: the routing logits ``b`` that produced ``c`` ``[in_caps, out_caps]``.
-    """
-
-    v: Float[Array, "out_caps out_dim"]
-    c: Float[Array, "in_caps out_caps"]
-    logits: Float[Array, "in_caps out_caps"]
-
-
-class RoutingFn(Protocol):
-    """The signature every routing algorithm shares: votes of ONE example in, :class:`RoutingResult` out.
-
-    Algorithm-specific options (``leaky=...``) are further keyword arguments with defaults.
-    """
-
-    def __call__(
-        self,
-        votes: Float[ArrayLike, "in_caps out_caps out_dim"],
-        *,
-        num_iters: int,
-        bias: Float[ArrayLike, "out_caps out_dim"] | None = None,
-    ) -> RoutingResult: ...
+__all__ = [
+    "ROUTING_FUNCTIONS",
+    "RoutingFn",
+    "RoutingResult",
+    "coupling_coefficients",
+    "dynamic_routing",
+    "get_routing",
+]
 
 
 def coupling_coefficients(
@@ -145,7 +129,12 @@ def dynamic_routing(
     return RoutingResult(v=v, c=c, logits=logits)
 
 
-ROUTING_FUNCTIONS: dict[str, RoutingFn] = {"dynamic": dynamic_routing}
+ROUTING_FUNCTIONS: dict[str, RoutingFn] = {
+    "dynamic": dynamic_routing,
+    "self_attention": self_attention_routing,
+    "inverted_dot_product": inverted_dot_product_routing,
+    "em": em_routing_fn,
+}
 
 
 def get_routing(name_or_fn: str | RoutingFn) -> RoutingFn:

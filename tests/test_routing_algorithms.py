@@ -1,0 +1,161 @@
+"""Every routing algorithm behind get_routing: shared properties, float64 gradient checks, and a NumPy
+transcription of each paper's procedure compared on random inputs."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+from capsjax import RoutedCapsules
+from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
+from capsjax.ops.em_routing import em_routing, inverse_temperatures
+from capsjax.ops.routing import ROUTING_FUNCTIONS, get_routing
+
+ALGORITHMS = ["dynamic", "self_attention", "inverted_dot_product", "em"]
+
+
+def votes(seed=0, shape=(12, 4, 6), scale=1.0, dtype=jnp.float32):
+    return scale * jax.random.normal(jax.random.key(seed), shape, dtype)
+
+
+def test_get_routing_lists_every_algorithm():
+    assert sorted(ROUTING_FUNCTIONS) == sorted(ALGORITHMS)
+    with pytest.raises(ValueError, match="choose one of .*'em'.*'inverted_dot_product'.*'self_attention'"):
+        get_routing("capsule")
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_couplings_sum_to_one_over_the_outputs(name):
+    result = get_routing(name)(votes(), num_iters=3)
+    assert result.v.shape == (4, 6) and result.c.shape == result.logits.shape == (12, 4)
+    np.testing.assert_allclose(result.c.sum(-1), 1.0, rtol=1e-5)
+    assert bool(jnp.all(result.c >= 0))
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_vmap_equals_a_loop_and_jit_equals_no_jit(name):
+    fn = lambda u: get_routing(name)(u, num_iters=3).v
+    batch = votes(shape=(3, 12, 4, 6))
+    looped = jnp.stack([fn(u) for u in batch])
+    np.testing.assert_allclose(jax.vmap(fn)(batch), looped, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(fn)(batch[0]), looped[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("kind", ["zeros", "identical"])
+def test_finite_value_and_gradient_for_degenerate_votes(name, kind):
+    u = jnp.zeros((12, 4, 6)) if kind == "zeros" else jnp.broadcast_to(votes(shape=(1, 4, 6)), (12, 4, 6))
+    loss = lambda u: jnp.sum(get_routing(name)(u, num_iters=3).v ** 2)
+    value, grad = jax.value_and_grad(loss)(u)
+    assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_gradients_in_float64(name, x64):
+    u = votes(shape=(5, 3, 4), scale=0.5, dtype=jnp.float64)
+    fn = lambda u: get_routing(name)(u, num_iters=2).v
+    order = 1 if name == "em" else 2
+    check_grads(fn, (u,), order=order, modes=["rev"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_routed_capsules_accepts_each_algorithm(name):
+    layer = RoutedCapsules(12, 8, 4, 6, routing=name, chunk_size=2, rngs=nnx.Rngs(0))
+    out = layer(0.3 * jax.random.normal(jax.random.key(1), (3, 12, 8)))
+    assert out.v.shape == (3, 4, 6) and bool(jnp.all(jnp.isfinite(out.v)))
+
+
+# --- NumPy transcriptions of the papers' procedures ---
+
+
+def np_self_attention(u, priors):
+    n_in, n_out, d = u.shape
+    a = np.zeros((n_in, n_out))
+    for j in range(n_out):
+        for i in range(n_in):
+            a[i, j] = sum(u[i, j] @ u[k, j] for k in range(n_in)) / math.sqrt(d)
+    c = np.exp(a - a.max(1, keepdims=True))
+    c = c / c.sum(1, keepdims=True) + priors
+    s = np.einsum("io,iod->od", c, u)
+    norm = np.linalg.norm(s, axis=-1, keepdims=True)
+    return (1 - np.exp(-norm)) * s / norm
+
+
+def test_self_attention_matches_a_numpy_transcription():
+    u = np.asarray(votes(3), np.float64)
+    priors = 0.1 * np.random.default_rng(0).normal(size=(12, 4))
+    got = self_attention_routing(jnp.asarray(u), log_priors=jnp.asarray(priors)).v
+    np.testing.assert_allclose(got, np_self_attention(u, priors), rtol=1e-4, atol=1e-5)
+    assert float(jnp.linalg.norm(efficient_squash(jnp.array([3.0, 4.0])))) == pytest.approx(1 - math.exp(-5), 1e-6)
+
+
+def np_inverted_dot_product(u, iters, eps=1e-5):
+    n_in, n_out, d = u.shape
+    p = np.zeros((n_out, d))
+    for _ in range(iters):
+        a = np.array([[u[i, j] @ p[j] for j in range(n_out)] for i in range(n_in)])
+        r = np.exp(a - a.max(1, keepdims=True))
+        r /= r.sum(1, keepdims=True)
+        for j in range(n_out):
+            s = sum(r[i, j] * u[i, j] for i in range(n_in))
+            p[j] = (s - s.mean()) / np.sqrt(s.var() + eps)
+    return p
+
+
+@pytest.mark.parametrize("iters", [1, 2, 3])
+def test_inverted_dot_product_matches_a_numpy_transcription(iters):
+    u = np.asarray(votes(4), np.float64)
+    got = inverted_dot_product_routing(jnp.asarray(u), num_iters=iters).v
+    np.testing.assert_allclose(got, np_inverted_dot_product(u, iters), rtol=1e-4, atol=1e-4)
+
+
+def np_em(V, a_in, beta_u, beta_a, lambdas, eps=1e-4):
+    n_in, n_out, d = V.shape
+    R = np.full((n_in, n_out), 1.0 / n_out)
+    for t, lam in enumerate(lambdas):
+        Rp = R * a_in[:, None]
+        mass = Rp.sum(0) + eps
+        mu = np.stack([(Rp[:, j, None] * V[:, j]).sum(0) / mass[j] for j in range(n_out)])
+        var = np.stack([(Rp[:, j, None] * (V[:, j] - mu[j]) ** 2).sum(0) / mass[j] for j in range(n_out)]) + eps
+        cost = (beta_u[:, None] + np.log(np.sqrt(var))).sum(1) * mass
+        a_out = 1 / (1 + np.exp(-lam * (beta_a - cost)))
+        if t == len(lambdas) - 1:
+            break
+        p = np.exp(-(((V - mu) ** 2) / (2 * var)).sum(-1)) / np.sqrt(np.prod(2 * np.pi * var, axis=-1))
+        R = a_out * p / (a_out * p).sum(1, keepdims=True)
+    return mu, a_out, R
+
+
+def test_em_routing_matches_a_numpy_transcription(x64):
+    rng = np.random.default_rng(1)
+    V = rng.normal(size=(10, 3, 16)) * 0.5
+    a_in, beta_u, beta_a = rng.uniform(0.1, 1, 10), rng.normal(size=3), rng.normal(size=3)
+    lambdas = (0.5, 1.0, 2.0)
+    mu, a_out, R = np_em(V, a_in, beta_u, beta_a, lambdas)
+    got = em_routing(jnp.asarray(V), jnp.asarray(a_in), beta_u=beta_u, beta_a=beta_a, num_iters=3, temperatures=lambdas)
+    np.testing.assert_allclose(got.poses, mu, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got.activations, a_out, rtol=1e-8)
+    np.testing.assert_allclose(got.assignments, R, rtol=1e-8, atol=1e-12)
+
+
+def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
+    V = votes(5, shape=(32, 5, 16))
+    zeros5 = jnp.zeros(5)
+    result = em_routing(V, jax.random.uniform(jax.random.key(2), (32,)), beta_u=zeros5, beta_a=zeros5)
+    assert bool(jnp.all((result.activations > 0) & (result.activations < 1)))
+    np.testing.assert_allclose(result.assignments.sum(-1), 1.0, rtol=1e-5)
+    assert inverse_temperatures(3) == pytest.approx((0.01 / 3, 0.02 / 3, 0.01))
+
+    def loss(V, a):
+        out = em_routing(V, a, beta_u=zeros5 + 0.1, beta_a=zeros5 - 0.1)
+        return jnp.sum(out.poses**2) + jnp.sum(out.activations)
+
+    for V_case, a_case in [(V, jnp.zeros(32)), (jnp.broadcast_to(V[:1], V.shape), jnp.ones(32))]:
+        value, grads = jax.value_and_grad(loss, argnums=(0, 1))(V_case, a_case)
+        assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+    with pytest.raises(ValueError, match="temperatures: expected 3 values, got 2"):
+        em_routing(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
