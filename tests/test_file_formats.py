@@ -373,3 +373,32 @@ def test_rgb_image_folder_end_to_end_well_above_chance(tmp_path):
         classify_files(tmp_path / "run", [str(big)])
     [result] = classify_files(tmp_path / "run", [str(big)], resize=True)
     assert result["class_name"] == ["blue_cross", "green_bar", "red_square", "yellow_frame"][result["class"]]
+
+
+def test_cifar100_trains_end_to_end(tmp_path):
+    from capsjax.training.loop import train_and_evaluate
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name, n in (("train", 32), ("test", 16)):
+        with open(folder / name, "wb") as f:
+            data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+            pickle.dump({b"data": data, b"fine_labels": list(rng.integers(0, 100, n))}, f)
+    (folder / "meta").write_bytes(pickle.dumps({}))
+    summary = train_and_evaluate(smoke_sized(config_file("mnist"), path=str(folder)), tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["status"] == "completed" and saved["capsnet"]["image_shape"] == [32, 32, 3]
+    assert saved["capsnet"]["num_classes"] == 1 + max(
+        max(pickle.loads((folder / s).read_bytes())[b"fine_labels"]) for s in ("train", "test")
+    )
+
+
+def test_fashion_mnist_from_the_system_folder_keeps_working(tmp_path, monkeypatch):
+    from capsjax.data.registry import load_split
+    from helpers import write_fake_mnist
+
+    write_fake_mnist(tmp_path / "fashion-mnist")  # Debian's dataset-fashion-mnist layout
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path)
+    data = load_split("fashion_mnist", "test")
+    assert len(data) == 64 and data.source == str(tmp_path / "fashion-mnist")
