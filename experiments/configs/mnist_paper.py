@@ -1,0 +1,28 @@
+"""The paper's CapsNet and recipe on MNIST, trained long enough for the paper's accuracy (issue 15).
+
+The network of mnist.py (8,215,568 parameters, 3 routing iterations, reconstruction loss 0.0005,
++-2 px shifts, batch 128, Adam lr 1e-3); the learning rate decays by 0.9 per epoch (smoothly), as in
+the public re-implementations that report 99.66-99.70% after about 50 epochs. Test accuracy is
+measured after every epoch; the reported checkpoint is the last one (the test set is not used to
+pick an epoch). About 6.5 minutes per epoch on a 2-core CPU: run it in the background and continue
+with --resume after an interruption:
+
+Command:  nohup capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper \\
+              > runs/mnist_paper.log 2>&1 &
+          capsjax train --workdir runs/mnist_paper --resume      # after an interruption
+Expected: >= 99.65% test accuracy at the last epoch (the paper reports 99.75%).
+"""
+
+import dataclasses
+
+from capsjax.training.config import OptimConfig, TrainConfig
+
+STEPS_PER_EPOCH = 60000 // 128
+
+
+def get_config() -> TrainConfig:
+    return dataclasses.replace(
+        TrainConfig(epochs=50, batch_size=128),
+        optim=OptimConfig(learning_rate=1e-3, decay_rate=0.9, decay_steps=STEPS_PER_EPOCH),
+        keep_checkpoints=3,
+    )
