@@ -124,3 +124,9 @@ def test_too_small_images_name_the_layer_and_the_smallest_size(size, layer):
     with pytest.raises(ValueError, match=f"too small for the {layer} .*the smallest image that works is 17x17"):
         CapsNet(CapsNetConfig(image_shape=(size, size, 3)), rngs=nnx.Rngs(0))
     assert CapsNet(CapsNetConfig(image_shape=(17, 17, 3), conv_channels=8, primary_types=2), rngs=nnx.Rngs(0))
+
+
+def test_dynamic_routing_options_are_refused_for_other_algorithms():
+    config = CapsNetConfig(conv_channels=8, primary_types=2, routing=RoutingConfig(name="em", leaky=True))
+    with pytest.raises(ValueError, match="routing.leaky and routing.stop_gradient apply to dynamic routing, not 'em'"):
+        CapsNet(config, rngs=nnx.Rngs(0))

@@ -172,5 +172,5 @@ def test_get_routing():
     assert get_routing("dynamic") is dynamic_routing
     custom = lambda votes, *, num_iters, bias=None: None
     assert get_routing(custom) is custom
-    with pytest.raises(ValueError, match="unknown name 'em'"):
-        get_routing("em")
+    with pytest.raises(ValueError, match="unknown name 'capsule_em'"):
+        get_routing("capsule_em")

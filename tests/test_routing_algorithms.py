@@ -159,3 +159,21 @@ def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
         assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
     with pytest.raises(ValueError, match="temperatures: expected 3 values, got 2"):
         em_routing(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
+
+
+@pytest.mark.parametrize("name", ["self_attention", "inverted_dot_product", "em"])
+def test_capsnet_trains_with_each_routing_by_config(name, tmp_path):
+    """The layer on top of the conv backbone: `--config.capsnet.routing.name=<name>` trains end to end."""
+    import dataclasses
+
+    from capsjax.training.config import apply_overrides
+    from capsjax.training.loop import train_and_evaluate
+    from helpers import tiny_config, write_fake_mnist
+
+    data = write_fake_mnist(tmp_path / "mnist", train=64, test=32)
+    config = apply_overrides(tiny_config(epochs=1), [f"--config.capsnet.routing.name={name}"])
+    assert config.capsnet.routing.name == name
+    summary = train_and_evaluate(
+        dataclasses.replace(config, eval_batch_size=32), tmp_path / "run", data_dir=data, progress=False
+    )
+    assert summary["status"] == "completed" and summary["skipped_steps"] == 0

@@ -62,25 +62,26 @@ _IDX = (
     "t10k-labels-idx1-ubyte.gz",
 )
 
+
+def _idx_files(sizes: tuple[int, ...], sums: tuple[str, ...]) -> tuple[RemoteFile, ...]:
+    """The four IDX files (train images, train labels, test images, test labels) with their sizes and sums."""
+    return tuple(RemoteFile(name, size, sha) for name, size, sha in zip(_IDX, sizes, sums, strict=True))
+
+
 REMOTE_DATASETS: dict[str, RemoteDataset] = {
     "mnist": RemoteDataset(
         mirrors=(
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
         ),
-        files=tuple(
-            RemoteFile(name, size, sha)
-            for name, size, sha in zip(
-                _IDX,
-                (9912422, 28881, 1648877, 4542),
-                (
-                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                ),
-                strict=True,
-            )
+        files=_idx_files(
+            (9912422, 28881, 1648877, 4542),
+            (
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
         ),
     ),
     "fashion_mnist": RemoteDataset(
@@ -88,36 +89,26 @@ REMOTE_DATASETS: dict[str, RemoteDataset] = {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ),
-        files=tuple(
-            RemoteFile(name, size, sha)
-            for name, size, sha in zip(
-                _IDX,
-                (26421880, 29515, 4422102, 5148),
-                (
-                    "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                ),
-                strict=True,
-            )
+        files=_idx_files(
+            (26421880, 29515, 4422102, 5148),
+            (
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ),
         ),
     ),
     "kmnist": RemoteDataset(
         mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
-        files=tuple(
-            RemoteFile(name, size, sha)
-            for name, size, sha in zip(
-                _IDX,
-                (18165135, 29497, 3041136, 5120),
-                (
-                    "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-                    "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-                    "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-                    "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
-                ),
-                strict=True,
-            )
+        files=_idx_files(
+            (18165135, 29497, 3041136, 5120),
+            (
+                "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+                "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+                "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+                "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+            ),
         ),
     ),
     "cifar10": RemoteDataset(

@@ -48,6 +48,15 @@ class CapsNetConfig:
     compute_dtype: str = "float32"
 
 
+def _routing_options(routing: RoutingConfig) -> dict:
+    """The options of dynamic routing (``leaky``, ``stop_gradient``); the other algorithms take none."""
+    if routing.name == "dynamic":
+        return {"leaky": routing.leaky, "stop_gradient": routing.stop_gradient}
+    if routing.leaky or routing.stop_gradient:
+        raise ValueError(f"routing.leaky and routing.stop_gradient apply to dynamic routing, not {routing.name!r}")
+    return {}
+
+
 class CapsNet(nnx.Module):
     """The CapsNet of Sabour et al. (2017), Fig. 1 and 2.
 
@@ -109,7 +118,7 @@ class CapsNet(nnx.Module):
             config.class_dim,
             routing=routing.name,
             num_iters=routing.num_iters,
-            routing_options={"leaky": routing.leaky, "stop_gradient": routing.stop_gradient},
+            routing_options=_routing_options(routing),
             use_bias=routing.bias,
             remat=routing.remat,
             chunk_size=routing.chunk_size,

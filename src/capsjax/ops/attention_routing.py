@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Float
 
 from capsjax.ops._shapes import check_shape
-from capsjax.ops.routing_types import RoutingResult
+from capsjax.ops.routing_types import RoutingResult, check_routing_args
 
 DEFAULT_EPS = 1e-7
 
@@ -72,8 +72,7 @@ def self_attention_routing(
       Mazzia, Salvetti, Chiaberge (2021), "Efficient-CapsNet: capsule network with self-attention
       routing", Scientific Reports 11, eq. 4-7.
     """
-    votes = jnp.asarray(votes)
-    check_shape("votes", votes, ("in_caps", "out_caps", "out_dim"))
+    votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, out_dim = votes.shape
     totals = jnp.sum(votes, axis=0)  # [out_caps, out_dim]: sum over k of u_hat_{j|k}
     logits = jnp.einsum("iod,od->io", votes, totals) / jnp.sqrt(jnp.asarray(out_dim, votes.dtype))
@@ -84,8 +83,6 @@ def self_attention_routing(
         c = c + log_priors
     s = jnp.einsum("io,iod->od", c, votes)
     if bias is not None:
-        bias = jnp.asarray(bias)
-        check_shape("bias", bias, (out_caps, out_dim))
         s = s + bias
     return RoutingResult(v=efficient_squash(s), c=c, logits=logits)
 
@@ -133,14 +130,8 @@ def inverted_dot_product_routing(
       Tsai, Srivastava, Goh, Salakhutdinov (2020), "Capsules with inverted dot-product attention
       routing", ICLR, Procedure 1.
     """
-    if not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters: expected a static int >= 1, got {num_iters!r}")
-    votes = jnp.asarray(votes)
-    check_shape("votes", votes, ("in_caps", "out_caps", "out_dim"))
+    votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, out_dim = votes.shape
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        check_shape("bias", bias, (out_caps, out_dim))
     poses = jnp.zeros((out_caps, out_dim), votes.dtype)
     for _ in range(num_iters):
         logits = jnp.einsum("iod,od->io", votes, poses)

@@ -15,10 +15,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
-from capsjax.ops._shapes import check_shape
 from capsjax.ops.attention_routing import inverted_dot_product_routing, self_attention_routing
 from capsjax.ops.em_routing import em_routing_fn
-from capsjax.ops.routing_types import RoutingFn, RoutingResult
+from capsjax.ops.routing_types import RoutingFn, RoutingResult, check_routing_args
 from capsjax.ops.squashing import squash
 
 __all__ = [
@@ -105,14 +104,8 @@ def dynamic_routing(
       >>> bool(jnp.allclose(out.c.sum(axis=-1), 1.0))
       True
     """
-    if not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters: expected a static int >= 1, got {num_iters!r}")
-    votes = jnp.asarray(votes)
-    check_shape("votes", votes, ("in_caps", "out_caps", "out_dim"))
+    votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, out_dim = votes.shape
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        check_shape("bias", bias, (out_caps, out_dim))
 
     frozen_votes = jax.lax.stop_gradient(votes) if stop_gradient else votes
     logits = jnp.zeros((in_caps, out_caps), votes.dtype)

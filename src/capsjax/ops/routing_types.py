@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+import jax
+import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
+
+from capsjax.ops._shapes import check_shape
 
 
 class RoutingResult(NamedTuple):
@@ -35,3 +39,22 @@ class RoutingFn(Protocol):
         num_iters: int,
         bias: Float[ArrayLike, "out_caps out_dim"] | None = None,
     ) -> RoutingResult: ...
+
+
+def check_routing_args(
+    votes: ArrayLike, *, num_iters: int, bias: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array | None]:
+    """Validate a routing function's shared arguments; returns ``(votes, bias)`` as arrays.
+
+    Raises:
+      ValueError: ``num_iters`` is not a static int >= 1, ``votes`` not ``[in_caps, out_caps, out_dim]``,
+        or ``bias`` not ``[out_caps, out_dim]``.
+    """
+    if not isinstance(num_iters, int) or num_iters < 1:
+        raise ValueError(f"num_iters: expected a static int >= 1, got {num_iters!r}")
+    votes = jnp.asarray(votes)
+    check_shape("votes", votes, ("in_caps", "out_caps", "out_dim"))
+    if bias is not None:
+        bias = jnp.asarray(bias)
+        check_shape("bias", bias, votes.shape[1:])
+    return votes, bias
