@@ -85,7 +85,11 @@ def test_every_field_has_a_rule():
         ("--config.cnn.dropout=1", "config.cnn.dropout = 1.0: expected a number in \\[0, 1\\)"),
         ("--config.model=resnet", "config.model = 'resnet': expected one of \\['capsnet', 'cnn'\\]"),
         ("--config.data.name=cifar", "config.data.name = 'cifar': expected one of"),
-        ("--config.capsnet.routing.name=em", "config.capsnet.routing.name = 'em': expected one of \\['dynamic'\\]"),
+        (
+            "--config.capsnet.routing.name=capsule_em",
+            "config.capsnet.routing.name = 'capsule_em': expected one of "
+            "\\['dynamic', 'em', 'inverted_dot_product', 'self_attention'\\]",
+        ),
         ("--config.capsnet.decoder_hidden=(512, 0)", "config.capsnet.decoder_hidden = \\(512, 0\\): expected a tuple"),
     ],
 )
