@@ -16,9 +16,10 @@ PACKAGE = ROOT / "src" / "capsjax"
 
 # Each layer may import itself and the layers listed before it, never one listed after it.
 LAYERS = ("capsjax.ops", "capsjax.nn", "capsjax.data", "capsjax.training", "capsjax.analysis", "capsjax.cli")
-# The package's face re-exports the two lowest layers; no module of the package imports it.
+# The package's face re-exports the two lowest layers, and the one loader of trained weights (imported
+# lazily, inside `capsjax.load_weights`); no module of the package imports it.
 FACADE = "capsjax"
-FACADE_MAY_IMPORT = ("capsjax.ops", "capsjax.nn")
+FACADE_MAY_IMPORT = ("capsjax.ops", "capsjax.nn", "capsjax.training.weights")
 
 
 def module_name(path: pathlib.Path, package_dir: pathlib.Path) -> str:
@@ -61,7 +62,7 @@ def wrong_way_imports(graph: dict[str, set[str]]) -> list[str]:
             problems += [
                 f"{module} -> {other} (the face re-exports only {', '.join(FACADE_MAY_IMPORT)})"
                 for other in sorted(imported)
-                if layer_of(other) not in (0, 1)
+                if layer_of(other) not in (0, 1) and other not in FACADE_MAY_IMPORT
             ]
             continue
         rank = layer_of(module)

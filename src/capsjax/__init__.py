@@ -23,25 +23,36 @@ from capsjax.nn import (
 )
 from capsjax.ops import (
     ROUTING_FUNCTIONS,
+    EMRoutingResult,
     RoutingFn,
     RoutingResult,
     capsule_votes,
     conv2d,
     coupling_coefficients,
     dynamic_routing,
+    efficient_squash,
+    em_routing,
     get_routing,
+    inverted_dot_product_routing,
     label_mask,
     length_mask,
     margin_loss,
     mask_capsules,
     reconstruction_loss,
     safe_norm,
+    self_attention_routing,
     squash,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMRoutingResult",
+    "efficient_squash",
+    "em_routing",
+    "inverted_dot_product_routing",
+    "load_weights",
+    "self_attention_routing",
     "BaselineCNN",
     "CNNConfig",
     "CapsNet",
@@ -70,6 +81,18 @@ __all__ = [
     "safe_norm",
     "squash",
 ]
+
+
+def load_weights(path):
+    """The trained model stored in a weights file (``capsjax export``), with float32 parameters.
+
+    See :func:`capsjax.training.weights.load_weights` (imported on first use: ``import capsjax``
+    stays light).
+    """
+    from capsjax.training.weights import load_weights as _load_weights
+
+    return _load_weights(path)
+
 
 # Old names kept importable; each warns once used.
 _DEPRECATED = {"predict": ("capsule_votes", capsule_votes)}

@@ -59,18 +59,27 @@ def _train(args, overrides) -> int:
 
 
 def _eval(args, overrides) -> int:
-    from capsjax.training.evaluation import evaluate_checkpoint
+    from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 
     if overrides:
         raise SystemExit(f"capsjax eval: unexpected arguments {overrides}")
+    if (args.workdir is None) == (args.weights is None):
+        raise SystemExit("capsjax eval: error: give --workdir DIR or --weights FILE (one of them)")
     dataset = None
     if args.data:
         from capsjax.training.config import read_config
-        from capsjax.training.loop import load_data_split
+        from capsjax.training.datasets import load_data_split
+        from capsjax.training.weights import read_weights
 
-        config = with_data(read_config(pathlib.Path(args.workdir) / "config.json"), args.data)
-        dataset = load_data_split(config, "test", args.data_dir)
-    metrics = evaluate_checkpoint(args.workdir, data_dir=args.data_dir, dataset=dataset)
+        if args.weights:
+            config = read_weights(args.weights).config
+        else:
+            config = read_config(pathlib.Path(args.workdir) / "config.json")
+        dataset = load_data_split(with_data(config, args.data), "test", args.data_dir)
+    if args.weights:
+        metrics = evaluate_weights(args.weights, data_dir=args.data_dir, dataset=dataset)
+    else:
+        metrics = evaluate_checkpoint(args.workdir, data_dir=args.data_dir, dataset=dataset)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -80,10 +89,24 @@ def _predict(args, overrides) -> int:
 
     if overrides:
         raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")
-    for result in classify_files(args.workdir, args.images, output_dir=args.output_dir, resize=args.resize):
+    if (args.workdir is None) == (args.weights is None):
+        raise SystemExit("capsjax predict: error: give --workdir DIR or --weights FILE (one of them)")
+    results = classify_files(
+        args.workdir, args.images, output_dir=args.output_dir, resize=args.resize, weights=args.weights
+    )
+    for result in results:
         scores = " ".join(f"{x:.3f}" for x in result["scores"])
         name = f" ({result['class_name']})" if result["class_name"] else ""
         print(f"{result['image']}: class {result['class']}{name}  scores [{scores}]  -> {result['reconstruction']}")
+    return 0
+
+
+def _export(args, overrides) -> int:
+    from capsjax.training.weights import export_weights
+
+    if overrides:
+        raise SystemExit(f"capsjax export: unexpected arguments {overrides}")
+    print(json.dumps(export_weights(args.workdir, args.output, step=args.step, dtype=args.dtype), indent=2))
     return 0
 
 
@@ -111,18 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint or of a weights file")
+    evaluate.add_argument("--workdir")
+    evaluate.add_argument("--weights", help="a weights file written by `capsjax export` (instead of --workdir)")
     evaluate.add_argument("--data", help="evaluate on this dataset name or path instead of the run's test split")
     evaluate.add_argument("--data-dir")
     evaluate.set_defaults(run=_eval)
 
     predict = commands.add_parser("predict", help="classify and reconstruct PNG images with a trained run")
-    predict.add_argument("--workdir", required=True)
+    predict.add_argument("--workdir")
+    predict.add_argument("--weights", help="a weights file written by `capsjax export` (instead of --workdir)")
     predict.add_argument("--output-dir", help="where reconstructions go (default: WORKDIR/predictions)")
     predict.add_argument("--resize", action="store_true", help="fit images of another size to the model's")
     predict.add_argument("images", nargs="+", help="images of the model's size and channels (28x28 gray for MNIST)")
     predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="write a run's checkpoint as one compact weights file")
+    export.add_argument("--workdir", required=True)
+    export.add_argument(
+        "--output", required=True, help="the weights file to write (e.g. weights/capsnet_mnist.msgpack)"
+    )
+    export.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="storage precision")
+    export.set_defaults(run=_export)
 
     bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")
     bench.add_argument("--workdir", default="runs/bench")

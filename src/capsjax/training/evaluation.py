@@ -11,13 +11,14 @@ from flax import nnx
 
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.pipeline import eval_batches
-from capsjax.data.registry import load_split
 from capsjax.nn.interface import ModelOutput
 from capsjax.ops.preprocess import to_float
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import recorded_data_dir
+from capsjax.training.datasets import load_data_split
 from capsjax.training.sharding import Sharding
 from capsjax.training.steps import make_eval_step
+from capsjax.training.weights import read_weights
 
 
 def evaluate(eval_step: Callable, params, batches: Iterable, sharding: Sharding) -> dict:
@@ -47,22 +48,26 @@ def evaluate_checkpoint(
     if data_dir is None:
         data_dir = recorded_data_dir(pathlib.Path(workdir) / "config.json")
     if dataset is None:
-        dataset = load_split(
-            config.data.name,
-            "test",
-            data_dir=data_dir,
-            num_examples=config.data.test_examples,
-            canvas=config.data.canvas,
-            path=config.data.path,
-            test_fraction=config.data.test_fraction,
-            seed=config.seed,
-            resize=config.data.resize,
-            crop=config.data.crop,
-        )
+        dataset = load_data_split(config, "test", data_dir)
     return evaluate(
         make_eval_step(graphdef, config),
         sharding.replicated(params),
         eval_batches(dataset, batch_size=config.eval_batch_size),
+        sharding,
+    )
+
+
+def evaluate_weights(path, *, data_dir=None, dataset: ArrayDataset | None = None) -> dict:
+    """Metrics of the model in a weights file (:mod:`capsjax.training.weights`) on ``dataset``
+    (default: the test split its config names, found as ``capsjax train`` finds data)."""
+    weights = read_weights(path)
+    sharding = Sharding.over_local_devices()
+    if dataset is None:
+        dataset = load_data_split(weights.config, "test", data_dir)
+    return evaluate(
+        make_eval_step(weights.graphdef, weights.config),
+        sharding.replicated(weights.params),
+        eval_batches(dataset, batch_size=weights.config.eval_batch_size),
         sharding,
     )
 

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
 from capsjax.data.pipeline import eval_batches, prefetch, train_batches
-from capsjax.data.registry import load_split
 from capsjax.nn.registry import count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import TrainConfig, read_config, recorded_data_dir, save_config, validate
+from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter
 from capsjax.training.sharding import Sharding
@@ -98,23 +98,6 @@ def _install_signal_handlers(stop: StopRequested):
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda signum, _frame: stop.set(signal.Signals(signum).name))
     return previous
-
-
-def load_data_split(config: TrainConfig, split: str, data_dir=None) -> ArrayDataset:
-    """One split as ``config.data`` asks (see :func:`capsjax.data.registry.load_split`)."""
-    data = config.data
-    return load_split(
-        data.name,
-        split,
-        data_dir=data_dir,
-        num_examples=data.train_examples if split == "train" else data.test_examples,
-        canvas=data.canvas,
-        path=data.path,
-        test_fraction=data.test_fraction,
-        seed=config.seed,
-        resize=data.resize,
-        crop=data.crop,
-    )
 
 
 def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDataset]:

@@ -1,0 +1,107 @@
+"""Trained weights in one compact file: a run's parameters (bfloat16 by default) with its config inside.
+
+``export_weights(workdir, path)`` writes a msgpack file holding the format tag, the run's config
+(JSON), its class names and the parameters; ``load_weights(path)`` returns the model with float32
+parameters, ``read_weights(path)`` the pieces (config, graph, parameters). bfloat16 halves the file
+(the paper's CapsNet: 16.4 MB instead of 32.9); accuracy must be measured from the stored file, after
+that reduction: ``capsjax eval --weights FILE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, serialization
+
+from capsjax.training.checkpoint import restore_params
+from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict
+from capsjax.training.state import create_model
+
+FORMAT = "capsjax-weights-1"
+STORAGE_DTYPES = ("bfloat16", "float32")
+
+
+class Weights(NamedTuple):
+    """What a weights file holds, ready to use: the config, the model's graph and float32 parameters."""
+
+    config: TrainConfig
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    class_names: list[str] | None
+
+
+def export_weights(
+    workdir: str | os.PathLike, path: str | os.PathLike, *, step: int | None = None, dtype: str = "bfloat16"
+) -> dict:
+    """Write checkpoint ``step`` (default: the latest) of a run as a weights file.
+
+    Returns:
+      ``{"path", "bytes", "sha256", "step", "dtype", "parameters"}``.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+    workdir = pathlib.Path(workdir)
+    config, _, params = restore_params(workdir, step=step)
+    pure = jax.tree.map(lambda x: np.asarray(x, jnp.dtype(dtype)), nnx.to_pure_dict(params))
+    record = {
+        "format": FORMAT,
+        "config": json.dumps(to_dict(config)),
+        "class_names": json.dumps(recorded_class_names(workdir / "config.json")),
+        "params": pure,
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(serialization.msgpack_serialize(record))
+    os.replace(partial, path)  # never a half-written weights file
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "dtype": dtype,
+        "parameters": int(sum(x.size for x in jax.tree.leaves(pure))),
+    }
+
+
+def read_weights(path: str | os.PathLike) -> Weights:
+    """The config, graph and float32 parameters stored in a weights file.
+
+    Raises:
+      ValueError: the file is not a capsjax weights file, or its parameters do not fit its config.
+    """
+    path = pathlib.Path(path)
+    try:
+        record = serialization.msgpack_restore(path.read_bytes())
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a capsjax weights file ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a capsjax weights file (format tag {FORMAT!r} missing)")
+    config = from_dict(TrainConfig, json.loads(record["config"]))
+    graphdef, params = nnx.split(create_model(config), nnx.Param)
+    stored = jax.tree.map(lambda x: np.asarray(x, np.float32), record["params"])
+    expected = nnx.to_pure_dict(params)
+    if jax.tree.structure(stored) != jax.tree.structure(expected) or any(
+        a.shape != b.shape for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(expected), strict=True)
+    ):
+        raise ValueError(f"{path}: its parameters do not match the model its config describes")
+    nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, stored))
+    return Weights(config, graphdef, params, json.loads(record["class_names"]))
+
+
+def load_weights(path: str | os.PathLike) -> nnx.Module:
+    """The trained model stored in a weights file, with float32 parameters.
+
+    Example (a file written by ``capsjax export``)::
+
+        model = capsjax.load_weights("weights/capsnet_mnist.msgpack")
+        scores = model(images, reconstruct=False).scores   # images [b, 28, 28, 1] in [0, 1]
+    """
+    weights = read_weights(path)
+    return nnx.merge(weights.graphdef, weights.params)
