@@ -59,3 +59,17 @@ def test_check_grads(reduction):
     images = jax.random.uniform(jax.random.key(0), (2, 3, 3, 1), jnp.float64)
     recon = jax.random.uniform(jax.random.key(1), (2, 3, 3, 1), jnp.float64)
     check_grads(lambda r: reconstruction_loss(images, r, reduction=reduction), (recon,), order=2)
+
+
+def test_spread_loss_matches_its_definition_and_its_margin_grows():
+    from capsjax.ops.losses import spread_loss, spread_margin
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(4, 5)).astype(np.float32)
+    labels = np.array([0, 3, 4, 1])
+    expected = [
+        sum(max(0.0, 0.5 - (a[b, labels[b]] - a[b, i])) ** 2 for i in range(5) if i != labels[b]) for b in range(4)
+    ]
+    np.testing.assert_allclose(spread_loss(a, labels, margin=0.5), expected, rtol=1e-6)
+    assert float(spread_loss(np.array([0.0, 1.0, 0.0]), np.array(1), margin=0.9)) == 0.0  # target far ahead
+    np.testing.assert_allclose([spread_margin(s, steps=100) for s in (0, 50, 100, 1000)], [0.2, 0.55, 0.9, 0.9])

@@ -16,7 +16,7 @@ The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite 
 from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
 from capsjax.ops.convolution import conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
-from capsjax.ops.losses import margin_loss, reconstruction_loss
+from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
 from capsjax.ops.preprocess import random_shift, shift_batch, to_float
 from capsjax.ops.routing import (
@@ -54,6 +54,8 @@ __all__ = [
     "reconstruction_loss",
     "safe_norm",
     "shift_batch",
+    "spread_loss",
+    "spread_margin",
     "squash",
     "to_float",
 ]

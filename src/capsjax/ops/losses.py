@@ -118,3 +118,34 @@ def reconstruction_loss(
     flat_reconstructions = reconstructions.reshape(flat_images.shape)
     squared_error = jnp.square(flat_images - flat_reconstructions)
     return weight * _reduce(squared_error, reduction, -1, "reduction")
+
+
+def spread_loss(
+    activations: Float[ArrayLike, "... classes"], labels: ArrayLike, *, margin: float | ArrayLike = 0.9
+) -> Float[Array, "..."]:
+    r"""Spread loss of matrix capsules (Hinton, Sabour, Frosst 2018, sec. 3.1), per example.
+
+    .. math:: L = \sum_{i \ne t} \max(0, m - (a_t - a_i))^2
+
+    where :math:`a_t` is the activation of the target class; :math:`m` grows during training
+    (:func:`spread_margin`), which the paper found avoids dead capsules early on.
+
+    Args:
+      activations: class activations ``[..., classes]``.
+      labels: class indices ``[...]``.
+      margin: :math:`m` (a number, or a traced value for a schedule).
+
+    Returns:
+      ``[...]``.
+    """
+    activations = jnp.asarray(activations)
+    target = label_mask(labels, activations.shape[-1]).astype(activations.dtype)
+    a_target = jnp.sum(activations * target, axis=-1, keepdims=True)
+    gaps = jnp.square(jnp.maximum(0.0, margin - (a_target - activations)))
+    return jnp.sum(gaps * (1.0 - target), axis=-1)
+
+
+def spread_margin(step: ArrayLike, *, start: float = 0.2, end: float = 0.9, steps: int = 50_000) -> jax.Array:
+    """The spread loss's margin: linear from ``start`` to ``end`` over ``steps`` training steps, then ``end``."""
+    fraction = jnp.clip(jnp.asarray(step, jnp.float32) / steps, 0.0, 1.0)
+    return start + (end - start) * fraction
