@@ -260,6 +260,7 @@ def test_smallnorb_recipe_resize_crop_and_a_sized_model(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert summary["status"] == "completed"
     assert saved["capsnet"]["image_shape"] == [32, 32, 1] and saved["capsnet"]["num_classes"] == 5
+    assert saved["class_names"] == ["animal", "human", "airplane", "truck", "car"]
 
 
 def test_cli_data_flag_takes_a_name_or_a_path(tmp_path, monkeypatch):
@@ -308,6 +309,7 @@ def test_cifar10_config_at_smoke_size(tmp_path):
     summary = train_and_evaluate(smoke_sized(config), tmp_path / "run", data_dir=tmp_path / "data", progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert summary["status"] == "completed" and saved["capsnet"]["image_shape"] == [24, 24, 3]
+    assert saved["class_names"][:3] == ["airplane", "automobile", "bird"] and saved["capsnet"]["num_classes"] == 10
 
 
 def test_svhn_config_at_smoke_size(tmp_path):

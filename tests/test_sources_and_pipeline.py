@@ -22,6 +22,7 @@ def test_env_var_and_parent_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSJAX_DATA_DIR", str(tmp_path))
     data = load_dataset("fashion_mnist", "test")
     assert len(data) == 64 and data.source.endswith("fashion-mnist")
+    assert data.class_names[0] == "T-shirt/top" and len(data.class_names) == 10
 
 
 def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):

@@ -34,6 +34,8 @@ from capsjax.data.dataset import ArrayDataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FORMATS = ("image_folder", "npz", "cifar", "svhn", "smallnorb")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SMALLNORB_CLASSES = ("animal", "human", "airplane", "truck", "car")
 
 
 class DataFormatError(ValueError):
@@ -251,7 +253,17 @@ def read_cifar(folder: pathlib.Path, split: str) -> ArrayDataset:
             raise DataFormatError(f"{path}: expected uint8 data [n, 3072], got {data.dtype} {data.shape}")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(_checked_labels(np.asarray(batch[key]), len(data), str(path), num_classes))
-    return ArrayDataset(np.concatenate(images), np.concatenate(labels), str(folder))
+    names = CIFAR10_CLASSES if cifar10 else _cifar100_names(folder)
+    return ArrayDataset(np.concatenate(images), np.concatenate(labels), str(folder), class_names=names)
+
+
+def _cifar100_names(folder: pathlib.Path) -> tuple[str, ...] | None:
+    """The 100 fine label names from CIFAR-100's ``meta`` file (None if it has none)."""
+    meta = folder / "meta"
+    names = _unpickle(meta).get("fine_label_names") if meta.is_file() else None
+    if not isinstance(names, list) or len(names) != 100:
+        return None
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
 # --- SVHN (cropped digits, MATLAB files) ---------------------------------------------------------
@@ -278,7 +290,8 @@ def read_svhn(folder: pathlib.Path, split: str) -> ArrayDataset:
         raise DataFormatError(f"{path}: labels must be within 1..10, got {labels.min()}..{labels.max()}")
     labels = np.where(labels == 10, 0, labels)
     images = images.transpose(3, 0, 1, 2)
-    return ArrayDataset(np.ascontiguousarray(images), _checked_labels(labels, len(images), str(path), 10), str(folder))
+    labels = _checked_labels(labels, len(images), str(path), 10)
+    return ArrayDataset(np.ascontiguousarray(images), labels, str(folder), class_names=tuple(str(k) for k in range(10)))
 
 
 # --- smallNORB (binary matrix files) -------------------------------------------------------------
@@ -330,4 +343,5 @@ def read_smallnorb(folder: pathlib.Path, split: str) -> ArrayDataset:
         np.ascontiguousarray(images[:, 0, :, :, None]),
         _checked_labels(labels, len(images), str(cat_path), 5),
         str(folder),
+        class_names=SMALLNORB_CLASSES,
     )

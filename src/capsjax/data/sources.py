@@ -17,6 +17,8 @@ to other or synthetic data.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import pathlib
 import socket
@@ -33,6 +35,23 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")
+DIGITS = tuple(str(k) for k in range(10))
+CLASS_NAMES = {  # label k is CLASS_NAMES[name][k]
+    "mnist": DIGITS,
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
 SYSTEM_DIR = pathlib.Path("/usr/share/datasets")
 
 
@@ -114,12 +133,13 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     if split not in IDX_FILES:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     tried = []
+    named = functools.partial(dataclasses.replace, class_names=CLASS_NAMES[name])
     for folder in _candidate_dirs(name, data_dir):
         if folder.is_dir() and _find_file(folder, IDX_FILES[split][0]):
-            return load_idx_split(folder, split)
+            return named(load_idx_split(folder, split))
         tried.append(f"  - {folder}: {'no IDX files' if folder.is_dir() else 'not found'}")
     try:
-        return load_idx_split(fetch_dataset(name), split)
+        return named(load_idx_split(fetch_dataset(name), split))
     except DownloadError as err:
         tried.append("  - download: " + str(err).replace("\n", "\n    "))
     try:

@@ -106,10 +106,12 @@ def load_data(config: TrainConfig, data_dir=None) -> tuple[ArrayDataset, ArrayDa
 
 
 def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: ArrayDataset) -> TrainConfig:
-    """``config`` with every model's ``image_shape`` and ``num_classes`` taken from the data.
+    """``config`` with every model's ``image_shape`` and ``num_classes`` taken from the data: the
+    test images' shape (training crops to it), and the number of class names the dataset has, or
+    else its largest label + 1.
 
     Raises:
-      ValueError: the train and test images differ in size.
+      ValueError: the train and test images differ in size, or a label exceeds the classes.
     """
     shape = tuple(int(d) for d in test_set.images.shape[1:])  # what the model sees (train crops to it)
     train_shape = tuple(int(d) for d in train_set.images.shape[1:])
@@ -117,8 +119,10 @@ def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: A
     expected = (crop, crop, shape[2]) if crop and train_shape[0] > crop else train_shape
     if expected != shape:
         raise ValueError(f"the train images are {train_shape} but the test images {shape}")
-    num_classes = int(max(train_set.labels.max(initial=0), test_set.labels.max(initial=0))) + 1
-    num_classes = max(num_classes, 2)
+    largest = int(max(train_set.labels.max(initial=0), test_set.labels.max(initial=0)))
+    num_classes = len(train_set.class_names) if train_set.class_names else max(2, largest + 1)
+    if largest >= num_classes:
+        raise ValueError(f"label {largest} out of range for the dataset's {num_classes} classes")
     sized = {
         name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
         for name in ("capsnet", "cnn")
