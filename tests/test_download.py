@@ -191,25 +191,17 @@ def test_cifar10_archive_is_unpacked_safely(server, monkeypatch, tmp_path):
                 tar.addfile(info, io.BytesIO(body))
         return buffer.getvalue()
 
-    good = archive({"cifar-10-batches-py/data_batch_1": b"batch"})
-    files = (RemoteFile("cifar-10-python.tar.gz", len(good), hashlib.sha256(good).hexdigest()),)
-    monkeypatch.setitem(
-        download.REMOTE_DATASETS,
-        "cifar10",
-        RemoteDataset(mirrors=("http://unused.invalid/",), files=files, extract=True),
-    )
-    server.files = {"/cifar10/cifar-10-python.tar.gz": good}
+    def serve(body: bytes) -> None:  # the archive as the only file of "cifar10", with its sum
+        files = (RemoteFile("cifar-10-python.tar.gz", len(body), hashlib.sha256(body).hexdigest()),)
+        remote = RemoteDataset(mirrors=("http://unused.invalid/",), files=files, extract=True)
+        monkeypatch.setitem(download.REMOTE_DATASETS, "cifar10", remote)
+        server.files = {"/cifar10/cifar-10-python.tar.gz": body}
+
+    serve(archive({"cifar-10-batches-py/data_batch_1": b"batch"}))
     folder = fetch_dataset("cifar10", root=tmp_path, progress=False)
     assert (folder / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"batch"
 
-    evil = archive({"../outside": b"x"})
-    files = (RemoteFile("cifar-10-python.tar.gz", len(evil), hashlib.sha256(evil).hexdigest()),)
-    monkeypatch.setitem(
-        download.REMOTE_DATASETS,
-        "cifar10",
-        RemoteDataset(mirrors=("http://unused.invalid/",), files=files, extract=True),
-    )
-    server.files = {"/cifar10/cifar-10-python.tar.gz": evil}
+    serve(archive({"../outside": b"x"}))
     with pytest.raises(DownloadError, match="cannot unpack"):
         fetch_dataset("cifar10", root=tmp_path / "other", progress=False)
     assert not (tmp_path / "outside").exists()

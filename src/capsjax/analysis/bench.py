@@ -24,7 +24,7 @@ from capsjax.analysis import side_by_side as peers
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.pipeline import train_batches
 from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
-from capsjax.nn.layers import resolve_chunk_size
+from capsjax.nn.layers import map_in_chunks, resolve_chunk_size
 from capsjax.ops.convolution import conv2d, conv_output_size, resolve_lowering
 from capsjax.ops.routing import dynamic_routing
 from capsjax.ops.voting import capsule_votes
@@ -144,9 +144,7 @@ def per_example(fn: Callable, batch: jax.Array) -> jax.Array:
     """``fn`` over the leading axis as :class:`capsjax.nn.RoutedCapsules` runs routing here: in chunks
     (``lax.map`` + ``checkpoint``, :func:`capsjax.nn.layers.resolve_chunk_size`) or ``vmap``."""
     chunk = resolve_chunk_size(None)
-    if chunk:
-        return jax.lax.map(jax.checkpoint(fn), batch, batch_size=chunk)
-    return jax.vmap(fn)(batch)
+    return map_in_chunks(fn, batch, chunk) if chunk else jax.vmap(fn)(batch)
 
 
 def routing_benchmark(

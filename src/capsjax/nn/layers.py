@@ -175,14 +175,13 @@ class RoutedCapsules(nnx.Module):
         routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
         chunk = resolve_chunk_size(self.chunk_size)
         if 0 < chunk < u.shape[0]:
+            W = self.W[...]
 
-            def votes_then_route_one(u_one, W, bias):
+            def votes_then_route_one(u_one):
                 votes = capsule_votes(u_one.astype(dtype), W.astype(dtype)).astype(jnp.float32)
                 return routing_fn(votes, num_iters=num_iters, bias=bias, **options)
 
-            one = jax.checkpoint(votes_then_route_one)
-            W = self.W[...]
-            return jax.lax.map(lambda u_one: one(u_one, W, bias), u, batch_size=chunk)
+            return map_in_chunks(votes_then_route_one, u, chunk)
         if fused and routing_fn is dynamic_routing:
             W = self.W[...].astype(dtype)
             return vote_and_route(
@@ -202,6 +201,13 @@ class RoutedCapsules(nnx.Module):
     def _check_input(self, u) -> None:
         in_caps, _, _, in_dim = self.W.shape
         check_shape("u", u, ("batch", in_caps, in_dim))
+
+
+def map_in_chunks(fn, batch, chunk: int):
+    """``fn`` of ONE example over the leading axis of ``batch``, ``chunk`` examples at a time
+    (``lax.map``), each chunk recomputed in the backward pass (``jax.checkpoint``): how routing keeps
+    an example's votes in cache on CPU."""
+    return jax.lax.map(jax.checkpoint(fn), batch, batch_size=chunk)
 
 
 def resolve_chunk_size(chunk_size: int | None, backend: str | None = None) -> int:
