@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import pathlib
 import sys
 
@@ -24,7 +25,17 @@ def with_data(config, data: str):
     return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(path.absolute())))
 
 
+def _join_distributed_run(args) -> None:
+    """Join the run of several processes the flags, the environment or the cluster describe (before
+    any other JAX call); nothing for a single process."""
+    from capsjax.training.distributed import ProcessSpec, initialize
+
+    spec = ProcessSpec(args.coordinator, args.num_processes, args.process_id)
+    initialize(spec, heartbeat_timeout=args.heartbeat_timeout)
+
+
 def _train(args, overrides) -> int:
+    _join_distributed_run(args)
     from capsjax.training.config import apply_overrides, load_config_file, read_config
     from capsjax.training.loop import train_and_evaluate
 
@@ -39,6 +50,10 @@ def _train(args, overrides) -> int:
     if args.data:
         config = with_data(config, args.data)
     summary = train_and_evaluate(config, workdir, data_dir=args.data_dir, resume=args.resume)
+    from capsjax.training.distributed import is_primary
+
+    if not is_primary():  # process 0 reports for a distributed run
+        return 0 if summary["status"] == "completed" else 130
     print(
         json.dumps(
             {
@@ -132,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, cache, download)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
+    distributed = train.add_argument_group(
+        "distributed run (one process per host; found by itself under SLURM, Open MPI and on Cloud TPU slices)"
+    )
+    distributed.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 (every process)")
+    distributed.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    distributed.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
+    distributed.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=100,
+        metavar="S",
+        help="seconds without news of a process before the others stop (default 100)",
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint or of a weights file")
@@ -222,12 +250,18 @@ def main(argv=None) -> int:
         print(f"capsjax {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        from capsjax.training.loop import NonFiniteError  # imported here: `capsjax --help` stays light
+        from capsjax.training.distributed import DistributedError  # imported here: `--help` stays light
+        from capsjax.training.loop import NonFiniteError
 
-        if args.debug or not isinstance(err, NonFiniteError):
+        if args.debug or not isinstance(err, NonFiniteError | DistributedError):
             raise
-        print(f"capsjax {args.command}: training diverged: {err}", file=sys.stderr)
-        return 3
+        if isinstance(err, NonFiniteError):
+            print(f"capsjax {args.command}: training diverged: {err}", file=sys.stderr)
+            return 3
+        print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(4)  # JAX's exit would wait at a barrier for the lost process, then abort
 
 
 if __name__ == "__main__":

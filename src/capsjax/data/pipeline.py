@@ -17,9 +17,12 @@ def epoch_permutation(num_examples: int, *, seed: int, epoch: int) -> np.ndarray
 
 
 def train_batches(
-    dataset: ArrayDataset, *, batch_size: int, seed: int, epoch: int, start: int = 0
+    dataset: ArrayDataset, *, batch_size: int, seed: int, epoch: int, start: int = 0, rows: slice = slice(None)
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Shuffled full batches of one epoch, from batch index ``start`` (drops the remainder).
+
+    ``rows``: the part of every batch to yield (a process of a distributed run reads only its
+    rows of each global batch; the batches themselves depend on ``(seed, epoch)`` alone).
 
     Yields:
       ``(images [batch, h, w, c] uint8, labels [batch] int32)``, plus ``targets`` if the dataset has them.
@@ -27,11 +30,14 @@ def train_batches(
     order = epoch_permutation(len(dataset), seed=seed, epoch=epoch)
     for k in range(start, len(dataset) // batch_size):
         idx = np.sort(order[k * batch_size : (k + 1) * batch_size])
-        yield dataset.arrays(idx)
+        yield dataset.arrays(idx[rows])
 
 
-def eval_batches(dataset: ArrayDataset, *, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Batches in order, the last one padded; yields ``(images, labels, valid [batch] bool)``."""
+def eval_batches(
+    dataset: ArrayDataset, *, batch_size: int, rows: slice = slice(None)
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches in order, the last one padded; yields ``(images, labels, valid [batch] bool)``, each
+    restricted to ``rows`` of the batch (so processes that split each batch count every image once)."""
     for start in range(0, len(dataset), batch_size):
         images = dataset.images[start : start + batch_size]
         labels = dataset.labels[start : start + batch_size]
@@ -41,7 +47,7 @@ def eval_batches(dataset: ArrayDataset, *, batch_size: int) -> Iterator[tuple[np
             images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
             labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], labels.dtype)])
             valid = np.concatenate([valid, np.zeros(pad, bool)])
-        yield images, labels, valid
+        yield images[rows], labels[rows], valid[rows]
 
 
 def prefetch(iterator: Iterator, put: Callable, *, size: int = 2) -> Iterator:

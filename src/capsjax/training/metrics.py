@@ -54,3 +54,16 @@ class MetricWriter:
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
     """All records of a ``metrics.jsonl`` file."""
     return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+
+
+class NoMetricWriter:
+    """A :class:`MetricWriter` that writes nothing (the processes of a distributed run other than 0)."""
+
+    def write_scalars(self, step: int, scalars: dict, *, prefix: str = "") -> None:
+        del step, scalars, prefix
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
