@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from capsjax import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules, capsule_votes, dynamic_routing
+from capsjax import (
+    Conv2D,
+    Decoder,
+    PrimaryCapsules,
+    RoutedCapsules,
+    capsule_votes,
+    dynamic_routing,
+    self_attention_routing,
+)
 
 
 def test_primary_capsules_mnist_shape_and_norm():
@@ -23,6 +31,23 @@ def test_routed_capsules_equals_pure_functions():
     for k in range(3):
         expected = dynamic_routing(capsule_votes(u[k], layer.W[...]), num_iters=2, bias=layer.bias[...])
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [0, 2])
+def test_routed_capsules_pass_learned_log_priors_to_self_attention_routing(chunk_size):
+    layer = RoutedCapsules(
+        6, 4, 3, 5, routing="self_attention", num_iters=1, log_priors=True, chunk_size=chunk_size, rngs=nnx.Rngs(0)
+    )
+    chex.assert_shape(layer.log_priors[...], (6, 3))
+    layer.log_priors[...] = 0.1 * jax.random.normal(jax.random.key(2), (6, 3))
+    u = 0.3 * jax.random.normal(jax.random.key(1), (3, 6, 4))
+    out = layer(u)
+    for k in range(3):
+        votes = capsule_votes(u[k], layer.W[...])
+        expected = self_attention_routing(votes, log_priors=layer.log_priors[...])
+        chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="log_priors: the routing function 'dynamic' takes no log priors"):
+        RoutedCapsules(6, 4, 3, 5, log_priors=True, rngs=nnx.Rngs(0))
 
 
 def test_routed_capsules_accepts_custom_routing_and_remat():

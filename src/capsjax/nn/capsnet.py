@@ -11,7 +11,6 @@ from jaxtyping import Array, Float
 
 from capsjax.nn.interface import ModelOutput, check_images
 from capsjax.nn.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
-from capsjax.ops.masking import label_mask, length_mask
 from capsjax.ops.squashing import safe_norm
 
 
@@ -174,18 +173,5 @@ class CapsNet(nnx.Module):
         """
         capsules, couplings = self.encode(x, fused=not reconstruct)
         lengths = safe_norm(capsules, eps=1e-9)
-        if not reconstruct:
-            reconstructions = None
-        elif labels is None:
-            reconstructions = self.reconstruct(capsules, length_mask(lengths))
-        elif labels.ndim == 2:
-            reconstructions = jnp.stack(
-                [
-                    self.reconstruct(capsules, label_mask(labels[:, k], self.config.num_classes))
-                    for k in range(labels.shape[1])
-                ],
-                axis=1,
-            )
-        else:
-            reconstructions = self.reconstruct(capsules, label_mask(labels, self.config.num_classes))
+        reconstructions = self.decoder.by_labels(capsules, labels) if reconstruct else None
         return ModelOutput(scores=lengths, capsules=capsules, reconstructions=reconstructions, couplings=couplings)

@@ -3,6 +3,11 @@
 A model is interchangeable in the training loop when it is called as
 ``model(images, labels=None, *, dropout_key=None, reconstruct=True)`` and returns a :class:`ModelOutput`
 (``reconstruct=False``: no decoder, classification only).
+
+A model with batch norm (Efficient-CapsNet) has two modes, NNX's ``use_running_average``
+attribute: evaluation (normalise by the running averages; how models are built) and training
+(normalise by the batch's statistics and update the running averages, ``nnx.BatchStat``).
+:func:`with_mode` gives either; models without batch norm behave the same in both.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from flax import nnx
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
@@ -67,3 +73,13 @@ def check_images(x, image_shape: Sequence[int]) -> None:
                 f"x: {int(bad.sum())} pixel value(s) are NaN or infinite (the first at index {first}); "
                 "images must be finite (floats in [0, 1] or uint8)"
             )
+
+
+def with_mode(model: nnx.Module, *, training: bool) -> nnx.Module:
+    """``model`` in training mode (batch norm uses the batch's statistics and updates its running
+    averages) or evaluation mode (batch norm uses the running averages).
+
+    A view: new module objects sharing ``model``'s variables (``nnx.view``); ``model`` itself keeps
+    its mode. Models without batch norm come back unchanged in behaviour.
+    """
+    return nnx.view(model, use_running_average=not training, raise_if_not_found=False)

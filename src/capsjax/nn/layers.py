@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -13,9 +14,9 @@ from jaxtyping import Array, Float
 from capsjax.ops._shapes import check_shape
 from capsjax.ops.convolution import Lowering, conv2d, conv_output_size
 from capsjax.ops.fused_routing import vote_and_route
-from capsjax.ops.masking import mask_capsules
+from capsjax.ops.masking import label_mask, length_mask, mask_capsules
 from capsjax.ops.routing import RoutingFn, RoutingResult, dynamic_routing, get_routing
-from capsjax.ops.squashing import squash
+from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
 
@@ -102,8 +103,10 @@ class PrimaryCapsules(nnx.Module):
 class RoutedCapsules(nnx.Module):
     """A layer of capsules fed by routing-by-agreement from every capsule below.
 
-    Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``) and, if
-    ``use_bias``, ``bias [out_caps, out_dim]``. The forward pass is ``jax.vmap`` of
+    Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``), if
+    ``use_bias``, ``bias [out_caps, out_dim]``, and if ``log_priors``, ``log_priors [in_caps,
+    out_caps]`` (zeros; Efficient-CapsNet's learned priors, passed to a routing function that takes
+    them, such as :func:`capsjax.self_attention_routing`). The forward pass is ``jax.vmap`` of
     :func:`capsjax.capsule_votes` and of the routing function over the batch, or, with a
     ``chunk_size``, a loop over chunks of examples (:func:`jax.lax.map`) whose votes
     ``[chunk, in_caps, out_caps, out_dim]`` stay in the CPU cache while routing re-reads them, and
@@ -132,6 +135,7 @@ class RoutedCapsules(nnx.Module):
         num_iters: int = 3,
         routing_options: dict | None = None,
         use_bias: bool = False,
+        log_priors: bool = False,
         remat: bool = False,
         chunk_size: int | None = None,
         w_init_std: float = 0.01,
@@ -144,6 +148,9 @@ class RoutedCapsules(nnx.Module):
         self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
         self.routing_fn = get_routing(routing)
+        if log_priors and "log_priors" not in inspect.signature(self.routing_fn).parameters:
+            raise ValueError(f"log_priors: the routing function {routing!r} takes no log priors")
+        self.log_priors = nnx.Param(jnp.zeros((in_caps, out_caps), jnp.float32)) if log_priors else None
         self.num_iters = num_iters
         self.routing_options = dict(routing_options or {})
         self.remat = remat
@@ -161,7 +168,7 @@ class RoutedCapsules(nnx.Module):
         """Route a batch of votes (``num_iters`` defaults to the layer's); every field gets a batch axis."""
         bias = None if self.bias is None else self.bias[...]
         num_iters = self.num_iters if num_iters is None else num_iters
-        return _batch_route(votes, bias, self.routing_fn, num_iters, self.routing_options)
+        return _batch_route(votes, bias, self.routing_fn, num_iters, self._options())
 
     def __call__(self, u: Float[Array, "batch in_caps in_dim"], *, fused: bool = False) -> RoutingResult:
         """Returns :class:`RoutingResult` with a leading batch axis on every field.
@@ -172,7 +179,7 @@ class RoutedCapsules(nnx.Module):
         """
         self._check_input(u)
         bias = None if self.bias is None else self.bias[...]
-        routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self.routing_options, self.dtype
+        routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self._options(), self.dtype
         chunk = resolve_chunk_size(self.chunk_size)
         if 0 < chunk < u.shape[0]:
             W = self.W[...]
@@ -197,6 +204,12 @@ class RoutedCapsules(nnx.Module):
             # intermediates.
             votes_then_route = jax.checkpoint(votes_then_route)
         return votes_then_route(u, self.W[...], bias)
+
+    def _options(self) -> dict:
+        """The routing function's keyword arguments: the configured options and the log priors."""
+        if self.log_priors is None:
+            return self.routing_options
+        return {**self.routing_options, "log_priors": self.log_priors[...]}
 
     def _check_input(self, u) -> None:
         in_caps, _, _, in_dim = self.W.shape
@@ -256,3 +269,18 @@ class Decoder(nnx.Module):
             h = jax.nn.relu(layer(h))
         image = jax.nn.sigmoid(self.layers[-1](h).astype(jnp.float32))
         return image.reshape((capsules.shape[0],) + self.image_shape)
+
+    def by_labels(self, capsules: Float[Array, "batch classes dim"], labels=None) -> jax.Array:
+        """Reconstructions from the capsules the labels pick.
+
+        ``labels [batch]`` (training) decode each label's capsule; None (evaluation) the longest
+        capsule; ``[batch, objects]`` (MultiMNIST) each object's capsule alone, giving
+        ``[batch, objects, height, width, channels]`` instead of ``[batch, height, width, channels]``.
+        """
+        num_classes = capsules.shape[1]
+        if labels is None:
+            return self(capsules, length_mask(safe_norm(capsules, eps=1e-9)))
+        if labels.ndim == 2:
+            objects = [self(capsules, label_mask(labels[:, k], num_classes)) for k in range(labels.shape[1])]
+            return jnp.stack(objects, axis=1)
+        return self(capsules, label_mask(labels, num_classes))

@@ -7,13 +7,21 @@ from flax import nnx
 
 from capsjax.nn.capsnet import CapsNet
 from capsjax.nn.cnn import BaselineCNN
+from capsjax.nn.efficient_capsnet import EfficientCapsNet
+from capsjax.nn.matrix_capsnet import MatrixCapsNet
 
-MODELS = {"capsnet": CapsNet, "cnn": BaselineCNN}
+MODELS = {
+    "capsnet": CapsNet,
+    "cnn": BaselineCNN,
+    "matrix_capsnet": MatrixCapsNet,
+    "efficient_capsnet": EfficientCapsNet,
+}
 """Model classes by name; each is built as ``cls(config, rngs=...)``."""
 
 
 def build_model(name: str, config, *, rngs: nnx.Rngs) -> nnx.Module:
-    """Build a model by name: ``"capsnet"`` or ``"cnn"``, from its config dataclass."""
+    """Build a model by name (a key of :data:`MODELS`: ``"capsnet"``, ``"cnn"``, ``"matrix_capsnet"``,
+    ``"efficient_capsnet"``) from its config dataclass."""
     if name not in MODELS:
         raise ValueError(f"model: unknown name {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](config, rngs=rngs)

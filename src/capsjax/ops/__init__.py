@@ -3,7 +3,8 @@
 The lowest layer of capsjax: it imports JAX and nothing else of the package. Modules:
 ``squashing`` (eq. 1), ``voting`` (eq. 2), ``routing`` (Procedure 1 and the registry of routing
 algorithms), ``attention_routing`` (Efficient-CapsNet's self-attention routing, inverted dot-product
-attention routing), ``em_routing`` (EM routing between matrix capsules), ``routing_types``, ``masking`` (class masks),
+attention routing), ``em_routing`` (EM routing between matrix capsules), ``matrix_votes`` (votes of
+matrix capsules, coordinate addition), ``routing_types``, ``masking`` (class masks),
 ``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings) and
 ``preprocess`` (uint8 to float, random shifts).
 
@@ -18,6 +19,7 @@ from capsjax.ops.convolution import conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
 from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
+from capsjax.ops.matrix_votes import class_votes, matrix_votes, receptive_field_centres
 from capsjax.ops.preprocess import random_shift, shift_batch, to_float
 from capsjax.ops.routing import (
     ROUTING_FUNCTIONS,
@@ -41,6 +43,7 @@ __all__ = [
     "RoutingFn",
     "RoutingResult",
     "capsule_votes",
+    "class_votes",
     "conv2d",
     "coupling_coefficients",
     "dynamic_routing",
@@ -49,8 +52,10 @@ __all__ = [
     "length_mask",
     "margin_loss",
     "mask_capsules",
+    "matrix_votes",
     "multi_hot",
     "random_shift",
+    "receptive_field_centres",
     "reconstruction_loss",
     "safe_norm",
     "shift_batch",

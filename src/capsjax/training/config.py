@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from capsjax.data.registry import DATASETS
 from capsjax.nn.capsnet import CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
+from capsjax.nn.efficient_capsnet import EfficientCapsNetConfig
+from capsjax.nn.matrix_capsnet import MatrixCapsNetConfig
 from capsjax.nn.registry import MODELS
 from capsjax.ops.convolution import LOWERINGS
 from capsjax.ops.routing import ROUTING_FUNCTIONS
@@ -61,22 +63,36 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Margin loss (eq. 4) plus the weighted reconstruction loss; ``recon_weight=0`` disables it."""
+    """Margin loss (eq. 4) plus the weighted reconstruction loss; ``recon_weight=0`` disables it.
+
+    ``class_loss`` is the class loss of a model without logits: ``"margin"`` (eq. 4 on the scores)
+    or ``"spread"`` (matrix capsules, Hinton et al. 2018), whose margin grows linearly from
+    ``spread_margin_start`` to ``spread_margin_end`` over ``spread_margin_steps`` training steps
+    (evaluation uses the end margin). A model with logits (the CNN) always gets cross-entropy.
+    """
 
     m_plus: float = 0.9
     m_minus: float = 0.1
     lam: float = 0.5
     margin_reduction: str = "sum"
     recon_weight: float = 0.0005
+    class_loss: str = "margin"
+    spread_margin_start: float = 0.2
+    spread_margin_end: float = 0.9
+    spread_margin_steps: int = 50_000
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``model`` picks ``capsnet`` or ``cnn`` (the paper's baseline)."""
+    """One training run. ``model`` picks ``capsnet``, ``cnn`` (the paper's baseline),
+    ``matrix_capsnet`` (matrix capsules with EM routing, Hinton et al. 2018) or ``efficient_capsnet``
+    (Efficient-CapsNet, Mazzia et al. 2021)."""
 
     model: str = "capsnet"
     capsnet: CapsNetConfig = CapsNetConfig()
     cnn: CNNConfig = CNNConfig()
+    efficient_capsnet: EfficientCapsNetConfig = EfficientCapsNetConfig()
+    matrix_capsnet: MatrixCapsNetConfig = MatrixCapsNetConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
@@ -221,6 +237,7 @@ _POSITIVE_NUMBER = (_positive_number, "a finite number > 0")
 _NON_NEGATIVE_NUMBER = (_non_negative_number, "a finite number >= 0")
 _PROBABILITY = (_probability, "a number in [0, 1]")
 _SIZES = (_positive_tuple, "a tuple of positive integers")
+_LAYER_SIZES = (lambda v: _positive_tuple(v) and len(v) > 0, "a non-empty tuple of positive integers")
 
 # Field path -> (rule, what is allowed). Every field of TrainConfig and its groups is listed;
 # tests/test_config.py checks that none is missing.
@@ -255,6 +272,10 @@ _RULES = {
     "loss.lam": _NON_NEGATIVE_NUMBER,
     "loss.margin_reduction": _one_of(("sum", "mean")),
     "loss.recon_weight": _NON_NEGATIVE_NUMBER,
+    "loss.class_loss": _one_of(("margin", "spread")),
+    "loss.spread_margin_start": _PROBABILITY,
+    "loss.spread_margin_end": _PROBABILITY,
+    "loss.spread_margin_steps": _POSITIVE,
     "capsnet.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
     "capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     "capsnet.conv_channels": _POSITIVE,
@@ -283,6 +304,38 @@ _RULES = {
     "cnn.dropout": (lambda v: _non_negative_number(v) and v < 1, "a number in [0, 1)"),
     "cnn.conv_lowering": _one_of(LOWERINGS),
     "cnn.compute_dtype": _one_of(("float32", "bfloat16")),
+    "efficient_capsnet.image_shape": (
+        lambda v: _positive_tuple(v) and len(v) == 3,
+        "(height, width, channels), positive",
+    ),
+    "efficient_capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "efficient_capsnet.conv_channels": _LAYER_SIZES,
+    "efficient_capsnet.conv_kernels": _LAYER_SIZES,
+    "efficient_capsnet.conv_strides": _LAYER_SIZES,
+    "efficient_capsnet.primary_kernel": _POSITIVE,
+    "efficient_capsnet.primary_dim": _POSITIVE,
+    "efficient_capsnet.class_dim": _POSITIVE,
+    "efficient_capsnet.decoder_hidden": _SIZES,
+    "efficient_capsnet.w_init_std": _POSITIVE_NUMBER,
+    "efficient_capsnet.batch_norm_momentum": (lambda v: _probability(v) and v < 1, "a number in [0, 1)"),
+    "efficient_capsnet.batch_norm_epsilon": _POSITIVE_NUMBER,
+    "efficient_capsnet.conv_lowering": _one_of(LOWERINGS),
+    "efficient_capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
+    "matrix_capsnet.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
+    "matrix_capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "matrix_capsnet.conv_channels": _POSITIVE,
+    "matrix_capsnet.conv_kernel": _POSITIVE,
+    "matrix_capsnet.conv_stride": _POSITIVE,
+    "matrix_capsnet.primary_types": _POSITIVE,
+    "matrix_capsnet.caps1_types": _POSITIVE,
+    "matrix_capsnet.caps1_kernel": _POSITIVE,
+    "matrix_capsnet.caps1_stride": _POSITIVE,
+    "matrix_capsnet.caps2_types": _POSITIVE,
+    "matrix_capsnet.caps2_kernel": _POSITIVE,
+    "matrix_capsnet.caps2_stride": _POSITIVE,
+    "matrix_capsnet.num_iters": _POSITIVE,
+    "matrix_capsnet.conv_lowering": _one_of(LOWERINGS),
+    "matrix_capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
 }
 
 

@@ -11,7 +11,7 @@ from flax import nnx
 
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.pipeline import eval_batches
-from capsjax.nn.interface import ModelOutput
+from capsjax.nn.interface import ModelOutput, with_mode
 from capsjax.ops.preprocess import to_float
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import recorded_data_dir
@@ -82,6 +82,8 @@ def model_outputs(
 ) -> ModelOutput:
     """A model's outputs on uint8 images ``[n, h, w, c]``, computed in jitted batches, as NumPy arrays.
 
+    The model runs in evaluation mode (batch norm by its running averages), whatever its own mode.
+
     Args:
       model: a capsjax model (see :mod:`capsjax.nn.interface`).
       images: ``[n, height, width, channels]`` uint8.
@@ -91,6 +93,7 @@ def model_outputs(
     Returns:
       :class:`ModelOutput` whose present fields have a leading axis of ``n``.
     """
+    model = with_mode(model, training=False)
     chunks = []
     for start in range(0, len(images), batch_size):
         chunk_labels = None if labels is None else labels[start : start + batch_size]

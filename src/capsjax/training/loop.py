@@ -9,6 +9,10 @@
                            epoch, on SIGINT/SIGTERM; the newest keep_checkpoints of them)
     reconstructions_epoch<N>.png   test digits (odd rows) and their reconstructions (even rows)
     summary.json           test accuracy, error %, epochs, wall time, examples/s, parameters, versions
+
+In a distributed run (:mod:`capsjax.training.distributed`) every process trains the same model on
+its rows of each global batch; process 0 alone writes these files, except the checkpoints, which
+all processes write together.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
+import os
 import pathlib
 import platform
 import signal
@@ -26,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 import flax
 import jax
+import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
@@ -37,8 +43,9 @@ from capsjax.nn.registry import count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import TrainConfig, read_config, recorded_data_dir, save_config, validate
 from capsjax.training.datasets import load_data_split
+from capsjax.training.distributed import DistributedError, any_process, first_line, is_peer_failure, is_primary
 from capsjax.training.evaluation import evaluate, model_outputs
-from capsjax.training.metrics import MetricWriter
+from capsjax.training.metrics import MetricWriter, NoMetricWriter
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import init_state
 from capsjax.training.steps import make_eval_step, make_train_step
@@ -68,7 +75,7 @@ def prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
         raise WorkdirError(f"--workdir {workdir}: is a file, not a folder; choose another --workdir")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".capsjax-write-test"
+        probe = workdir / f".capsjax-write-test-{os.getpid()}"  # one per process of a distributed run
         probe.write_text("")
         probe.unlink()
     except OSError as err:
@@ -125,7 +132,7 @@ def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: A
         raise ValueError(f"label {largest} out of range for the dataset's {num_classes} classes")
     sized = {
         name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
-        for name in ("capsnet", "cnn")
+        for name in ("capsnet", "cnn", "matrix_capsnet", "efficient_capsnet")
     }
     if sized["capsnet"] != config.capsnet or sized["cnn"] != config.cnn:
         log.info("model sized to the data: images %s, %d classes", shape, num_classes)
@@ -140,7 +147,7 @@ def _versions() -> dict:
         "optax": optax.__version__,
         "python": platform.python_version(),
         "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
+        "devices": [str(d) for d in jax.local_devices()],
     }
 
 
@@ -153,6 +160,7 @@ def save_reconstructions(graphdef, params, dataset: ArrayDataset, path: pathlib.
     """
     sample = dataset.take(count)
     labels = None if sample.targets is None else sample.labels
+    params = jax.tree.map(np.asarray, jax.device_get(params))  # computed here alone, whatever the mesh
     reconstructions = model_outputs(nnx.merge(graphdef, params), sample.images, labels).reconstructions
     if reconstructions is None:
         return None
@@ -200,22 +208,24 @@ def train_and_evaluate(
     if resumed_from is not None:
         data_dir = recorded_data_dir(config_path) if data_dir is None else data_dir
 
-    sharding = Sharding.over_local_devices()
+    sharding = Sharding.over_all_devices()
+    primary = is_primary()
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
     train_set, test_set = load_data(config, data_dir)
     config = size_model_to_data(config, train_set, test_set)
-    if resumed_from is not None and resumed_from != config:
+    if resumed_from is not None and resumed_from != config and primary:
         log.warning("resuming with a config that differs from %s; the new one is used", config_path)
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
-    save_config(
-        config,
-        config_path,
-        data_dir=str(resolved.absolute()) if resolved else None,
-        class_names=train_set.class_names,
-    )
+    if primary:
+        save_config(
+            config,
+            config_path,
+            data_dir=str(resolved.absolute()) if resolved else None,
+            class_names=train_set.class_names,
+        )
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(train_set)})")
@@ -223,16 +233,18 @@ def train_and_evaluate(
 
     graphdef, state = init_state(config)
     num_params = count_params(nnx.merge(graphdef, state.params))
+    state = sharding.replicated(state)  # restored into these shardings: every process reads its part
     if resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
         log.info("resumed from step %d", int(state.step))
-    state = sharding.replicated(state)
+    train_rows = sharding.process_rows(config.batch_size)
+    eval_rows = sharding.process_rows(config.eval_batch_size)
     train_step = make_train_step(graphdef, config)
     eval_step = make_eval_step(graphdef, config)
 
     stop = StopRequested() if stop is None else stop
     previous_handlers = _install_signal_handlers(stop)
-    writer = MetricWriter(workdir, resume_step=int(state.step) if resume else None)
+    writer = MetricWriter(workdir, resume_step=int(state.step) if resume else None) if primary else NoMetricWriter()
     step = int(state.step)
     start_time = time.perf_counter()
     trained_examples, train_seconds = 0, 0.0
@@ -271,13 +283,17 @@ def train_and_evaluate(
 
     def test_now() -> dict:
         save_checkpoint()
-        metrics = evaluate(eval_step, state.params, eval_batches(test_set, batch_size=config.eval_batch_size), sharding)
+        batches = eval_batches(test_set, batch_size=config.eval_batch_size, rows=eval_rows)
+        metrics = evaluate(eval_step, state.params, batches, sharding)
         writer.write_scalars(step, metrics, prefix="test/")
         return metrics
 
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and primary), unit="step", dynamic_ncols=True)
+    say = bar.write if primary else (lambda text: None)  # messages of a distributed run: process 0's
+    stopping = False  # agreed by every process: they stop at the same step
+    peer_failed = False
     try:
-        while step < total_steps and not stop:
+        while step < total_steps and not stopping:
             epoch = step // steps_per_epoch
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             batches = train_batches(
@@ -286,6 +302,7 @@ def train_and_evaluate(
                 seed=config.seed,
                 epoch=epoch,
                 start=step % steps_per_epoch,
+                rows=train_rows,
             )
             window_start, window_steps = time.perf_counter(), 0
             in_flight = None
@@ -318,28 +335,40 @@ def train_and_evaluate(
                 bar.update(1)
                 minutes = config.checkpoint_every_minutes
                 overdue = minutes is not None and time.monotonic() - last_checkpoint_time >= 60 * minutes
+                # Every process takes the same decisions: one's clock or signal decides for all.
+                overdue, stopping = any_process(overdue, bool(stop))
                 if step % config.checkpoint_every_steps == 0 or overdue:
                     save_checkpoint()
-                if stop or step % steps_per_epoch == 0:
+                if stopping or step % steps_per_epoch == 0:
                     break
                 if config.eval_every_steps and step % config.eval_every_steps == 0:
                     accuracy = test_now()["accuracy"]
                     bar.set_postfix_str(f"test accuracy {100 * accuracy:.2f}% at step {step}")
             if step % steps_per_epoch == 0:
                 test_metrics = test_now()
-                save_reconstructions(
-                    graphdef, state.params, test_set, workdir / f"reconstructions_epoch{step // steps_per_epoch}.png"
-                )
-                bar.write(
+                if primary:
+                    path = workdir / f"reconstructions_epoch{step // steps_per_epoch}.png"
+                    save_reconstructions(graphdef, state.params, test_set, path)
+                say(
                     f"epoch {step // steps_per_epoch}: test accuracy {100 * test_metrics['accuracy']:.2f}% "
                     f"({test_metrics['count']} images)"
                 )
-        if stop:
+        if stopping:
             save_checkpoint()
-            bar.write(f"stopped ({stop.reason}) at step {step}; checkpoint saved; continue with --resume")
+            reason = stop.reason or "another process was stopped"
+            say(f"stopped ({reason}) at step {step}; checkpoint saved; continue with --resume")
+    except Exception as err:  # a lost process shows as a JAX runtime error, or orbax's wrapping of it
+        if not is_peer_failure(err):
+            raise
+        peer_failed = True
+        raise DistributedError(
+            f"another process of the distributed run failed at step {step} ({first_line(err)}); the last "
+            f"complete checkpoint (step {checkpointer.latest_step()}) is kept: restart every process with --resume"
+        ) from None
     finally:
         bar.close()
-        checkpointer.close()
+        if not peer_failed:  # a collective write would wait for the lost process
+            checkpointer.close()
         writer.close()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
@@ -361,7 +390,10 @@ def train_and_evaluate(
         "skipped_steps": skipped_steps,
         "batch_size": config.batch_size,
         "devices": sharding.num_devices,
+        "processes": jax.process_count(),
+        "global_devices": jax.device_count(),
         "versions": _versions(),
     }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if primary:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from capsjax.nn.interface import ModelOutput
-from capsjax.ops.losses import margin_loss, reconstruction_loss
+from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import multi_hot
 from capsjax.training.config import LossConfig
 
@@ -21,14 +21,28 @@ def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.all(multi_hot(top, scores.shape[-1]) == multi_hot(labels, scores.shape[-1]), axis=-1)
 
 
-def classification_loss(output: ModelOutput, labels: jax.Array, config: LossConfig) -> jax.Array:
+def classification_loss(
+    output: ModelOutput, labels: jax.Array, config: LossConfig, *, step: jax.Array | int | None = None
+) -> jax.Array:
     """Per-example class loss ``[batch]``.
 
     A model with ``logits`` (the CNN) gets softmax cross-entropy for one label per image, and for
     several (``[batch, objects]`` labels, MultiMNIST) a sigmoid cross-entropy per class summed over
     the classes, since the present classes are not mutually exclusive. A capsule model gets the
-    margin loss on its capsule lengths, with every labelled class present.
+    margin loss on its capsule lengths, with every labelled class present, or with
+    ``config.class_loss == "spread"`` the spread loss on its scores (one label per image), whose
+    margin follows :func:`capsjax.ops.losses.spread_margin` at training ``step`` (None: the end margin).
     """
+    if config.class_loss == "spread" and output.logits is None:
+        if labels.ndim != 1:
+            raise ValueError(f"labels: the spread loss takes one class per image [batch], got shape {labels.shape}")
+        if step is None:
+            margin = config.spread_margin_end
+        else:
+            margin = spread_margin(
+                step, start=config.spread_margin_start, end=config.spread_margin_end, steps=config.spread_margin_steps
+            )
+        return spread_loss(output.scores, labels, margin=margin)
     if labels.ndim == 2:
         present = multi_hot(labels, output.scores.shape[-1])
         if output.logits is not None:
@@ -47,15 +61,22 @@ def classification_loss(output: ModelOutput, labels: jax.Array, config: LossConf
 
 
 def compute_losses(
-    output: ModelOutput, images: jax.Array, labels: jax.Array, config: LossConfig, targets: jax.Array | None = None
+    output: ModelOutput,
+    images: jax.Array,
+    labels: jax.Array,
+    config: LossConfig,
+    targets: jax.Array | None = None,
+    *,
+    step: jax.Array | int | None = None,
 ) -> tuple[jax.Array, dict]:
     """Mean loss over the batch and its parts.
 
-    :func:`classification_loss`, plus the weighted reconstruction loss when there are
-    reconstructions and ``recon_weight > 0``. With ``[batch, objects]`` labels each object's
-    reconstruction is compared with ``targets [batch, objects, h, w, c]`` (that object alone).
+    :func:`classification_loss` (at training ``step``, which sets the spread loss's margin), plus
+    the weighted reconstruction loss when there are reconstructions and ``recon_weight > 0``. With
+    ``[batch, objects]`` labels each object's reconstruction is compared with
+    ``targets [batch, objects, h, w, c]`` (that object alone).
     """
-    classification = jnp.mean(classification_loss(output, labels, config))
+    classification = jnp.mean(classification_loss(output, labels, config, step=step))
     reconstruction = jnp.zeros((), jnp.float32)
     if output.reconstructions is not None and config.recon_weight > 0:
         wanted = images if targets is None else targets

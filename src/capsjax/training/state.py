@@ -18,8 +18,10 @@ class TrainState(NamedTuple):
 
     Attributes:
       step: optimizer steps taken (int32 scalar).
-      params: model parameters (``nnx.State``).
-      opt_state: optax state.
+      params: the model's variables (``nnx.State``, see :func:`split_model`): its parameters
+        (``nnx.Param``) and, for a model with batch norm, its running batch statistics
+        (``nnx.BatchStat``), which the train step updates but gradients never reach.
+      opt_state: optax state of the parameters alone (:func:`trainable`).
       rng: raw PRNG key data ``[2]`` uint32; step ``t`` uses ``fold_in(rng, t)``.
     """
 
@@ -47,9 +49,25 @@ def create_model(config: TrainConfig, *, seed: int | None = None) -> nnx.Module:
     return build_model(config.model, model_config, rngs=nnx.Rngs(config.seed if seed is None else seed))
 
 
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
+    """``(graphdef, variables)``: the model's structure, and its parameters and batch statistics
+    together in one ``nnx.State`` (what :attr:`TrainState.params`, checkpoints and weights files hold).
+
+    For a model without batch norm (CapsNet, the CNN) this is exactly ``nnx.split(model, nnx.Param)``,
+    so their checkpoints keep the layout they always had. A variable of any other kind is an error
+    (NNX's "non-exhaustive filters"), never silently left out of a checkpoint.
+    """
+    return nnx.split(model, (nnx.Param, nnx.BatchStat))
+
+
+def trainable(params: nnx.State) -> nnx.State:
+    """The ``nnx.Param`` part of :attr:`TrainState.params`: what gradients and the optimizer see."""
+    return nnx.filter_state(params, nnx.Param)
+
+
 def init_state(config: TrainConfig) -> tuple[nnx.GraphDef, TrainState]:
     """Build the model and the initial :class:`TrainState`; returns ``(graphdef, state)``."""
-    graphdef, params = nnx.split(create_model(config), nnx.Param)
+    graphdef, params = split_model(create_model(config))
     tx = make_optimizer(config.optim)
     rng = jax.random.key_data(jax.random.key(config.seed + 1))
-    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)
+    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(trainable(params)), rng)

@@ -1,7 +1,9 @@
 """The jitted train and eval steps: pure functions of pytrees, compiled once.
 
 The train step is ``(TrainState, images, labels) -> (TrainState, metrics)``; the model's structure
-(NNX ``GraphDef``) is closed over.
+(NNX ``GraphDef``) is closed over. The train step runs the model in training mode (batch norm by
+the batch's statistics, running averages updated); the eval and classify steps in evaluation mode
+(running averages), see :func:`capsjax.nn.interface.with_mode`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from capsjax.nn.interface import with_mode
 from capsjax.ops.preprocess import crop_batch, shift_batch, to_float
 from capsjax.training.config import TrainConfig
 from capsjax.training.objectives import classification_loss, compute_losses, correct_predictions
@@ -27,7 +30,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
     resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
     whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
-    whose were not leaves the parameters and the optimizer state as they were.
+    whose were not leaves the parameters and the optimizer state as they were. Gradients and the
+    optimizer see the parameters (``nnx.Param``) only; the batch statistics a model with batch norm
+    keeps in ``state.params`` come back updated by the step's batch.
     """
     tx = make_optimizer(config.optim)
     schedule = learning_rate_schedule(config.optim)
@@ -43,18 +48,22 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         elif config.data.max_shift > 0:
             images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
 
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params)
+        def loss_fn(params, batch_stats):
+            # copy: batch norm updates its statistics in place, which NNX allows only on variables
+            # created inside this trace
+            model = with_mode(nnx.merge(graphdef, params, batch_stats, copy=True), training=True)
             output = model(images, labels, dropout_key=dropout_key)
-            return compute_losses(output, images, labels, config.loss, targets)
+            loss, metrics = compute_losses(output, images, labels, config.loss, targets, step=state.step)
+            return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, batch_stats = nnx.split_state(state.params, nnx.Param, nnx.BatchStat)
+        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+        updates, opt_state = tx.update(grads, state.opt_state, params)
+        params = nnx.merge_state(optax.apply_updates(params, updates), batch_stats)
         grad_norm = optax.tree.norm(grads)
         # One cheap on-device flag; the loop reads it for every completed step (see on_nonfinite).
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        if config.on_nonfinite == "skip":  # drop this update: parameters and optimizer state stay
+        if config.on_nonfinite == "skip":  # drop this update: parameters, batch statistics and optimizer state stay
             params, opt_state = jax.tree.map(
                 lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
             )
@@ -68,7 +77,7 @@ def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """Jitted ``(params, images uint8, labels, valid bool) -> {correct, loss_sum, count}``."""
 
     def eval_step(params, images, labels, valid):
-        output = nnx.merge(graphdef, params)(to_float(images), reconstruct=False)
+        output = with_mode(nnx.merge(graphdef, params), training=False)(to_float(images), reconstruct=False)
         correct = correct_predictions(output.scores, labels) & valid
         per_example = classification_loss(output, labels, config.loss)
         return {
@@ -84,6 +93,6 @@ def make_classify_step(graphdef: nnx.GraphDef) -> Callable:
     """Jitted ``(params, images uint8 [b, h, w, c]) -> scores [b, classes]``: inference, no decoder."""
 
     def classify_step(params, images):
-        return nnx.merge(graphdef, params)(to_float(images), reconstruct=False).scores
+        return with_mode(nnx.merge(graphdef, params), training=False)(to_float(images), reconstruct=False).scores
 
     return jax.jit(classify_step)
