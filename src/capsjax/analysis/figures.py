@@ -89,12 +89,17 @@ def reconstructions_with_failures(
 
 
 def capsule_figures(workdir, dataset: ArrayDataset, out_dir=None, *, examples: int = 3) -> dict:
-    """All figures of a trained CapsNet run; returns the paths written."""
+    """All figures of a CapsNet run's latest checkpoint (in ``workdir`` by default); returns the paths written."""
     config, graphdef, params = restore_params(workdir)
     if config.model != "capsnet":
         raise ValueError(f"{workdir}: capsule figures need a CapsNet run, got model {config.model!r}")
-    model = nnx.merge(graphdef, params)
-    out_dir = pathlib.Path(out_dir or workdir)
+    return model_figures(nnx.merge(graphdef, params), dataset, out_dir or workdir, examples=examples)
+
+
+def model_figures(model, dataset: ArrayDataset, out_dir, *, examples: int = 3) -> dict:
+    """Fig. 4 (dimension perturbations), reconstructions with failures and couplings of a CapsNet
+    (e.g. :func:`capsjax.load_weights`'s) on ``dataset``, as PNGs in ``out_dir``; returns the paths."""
+    out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recon_path, failures = reconstructions_with_failures(model, dataset, out_dir / "reconstructions_and_failures.png")
     return {

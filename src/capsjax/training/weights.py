@@ -47,7 +47,7 @@ def export_weights(
     """Write checkpoint ``step`` (default: the latest) of a run as a weights file.
 
     Returns:
-      ``{"path", "bytes", "sha256", "step", "dtype", "parameters"}`` (``parameters``: the number of
+      ``{"path", "bytes", "sha256", "dtype", "parameters"}`` (``parameters``: the number of
       ``nnx.Param`` scalars; batch statistics are stored but not counted).
     """
     if dtype not in STORAGE_DTYPES:

@@ -1,0 +1,93 @@
+"""The paper's MNIST accuracy (issue 15): report a finished `mnist_paper` run and its weights file.
+
+Writes to --out: learning_curve.png (test error against epoch and against training time, log
+scale), the paper's Fig. 4 (capsule_dimensions.png), reconstructions_and_failures.png and
+couplings.png drawn from the weights file, and paper_accuracy.json / .md: the accuracy measured
+from the stored file (after its bfloat16 rounding), its size and SHA-256, the steps, the training
+time, and the time to 99.0%, 99.5% and 99.6% test accuracy.
+
+    capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper   # hours; --resume
+    capsjax export --workdir runs/mnist_paper --output weights/capsnet_mnist.msgpack
+    python experiments/paper_accuracy.py --workdir runs/mnist_paper --weights weights/capsnet_mnist.msgpack \\
+        --out experiments/figures/paper_accuracy
+"""
+
+import argparse
+import hashlib
+import json
+import pathlib
+
+from capsjax.analysis.figures import model_figures
+from capsjax.analysis.learning_curves import error_curve, plot_learning_curve, time_to_accuracy
+from capsjax.analysis.reports import write_results
+from capsjax.training.datasets import load_data_split
+from capsjax.training.evaluation import evaluate_weights
+from capsjax.training.metrics import read_metrics
+from capsjax.training.weights import load_weights, read_weights
+
+MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
+PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
+
+
+def report(workdir: pathlib.Path, weights_path: pathlib.Path, out: pathlib.Path, data_dir=None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    config = read_weights(weights_path).config
+    test = load_data_split(config, "test", data_dir)
+    train_size = len(load_data_split(config, "train", data_dir))
+    summary = json.loads((workdir / "summary.json").read_text()) if (workdir / "summary.json").exists() else {}
+    curve = error_curve(read_metrics(workdir / "metrics.jsonl"), steps_per_epoch=train_size // config.batch_size)
+    plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES)
+    stored = evaluate_weights(weights_path, dataset=test)
+    figures = model_figures(load_weights(weights_path), test, out)
+    reached = time_to_accuracy(curve, MILESTONES)
+    return {
+        "weights": str(weights_path),
+        "weights_bytes": weights_path.stat().st_size,
+        "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+        "test_accuracy_from_weights": stored["accuracy"],
+        "test_error_percent_from_weights": stored["error_percent"],
+        "test_images": stored["count"],
+        "paper_error_percent": PAPER_ERROR,
+        "final_step": curve[-1].step if curve else None,
+        "epochs": curve[-1].epoch if curve else None,
+        "training_hours": curve[-1].hours if curve else None,
+        "status": summary.get("status"),
+        "time_to_accuracy": {
+            name: None if point is None else {"epoch": point.epoch, "step": point.step, "hours": point.hours}
+            for name, point in reached.items()
+        },
+        "curve": [point._asdict() for point in curve],
+        "figures": figures,
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Test accuracy from `{results['weights']}` ({results['weights_bytes'] / 1e6:.1f} MB, SHA-256 "
+        f"`{results['weights_sha256'][:16]}...`): **{100 * results['test_accuracy_from_weights']:.2f}%** "
+        f"on {results['test_images']:,} images (error {results['test_error_percent_from_weights']:.2f}%; "
+        f"paper {results['paper_error_percent']:.2f}%), after {results['epochs']:g} epochs "
+        f"({results['final_step']:,} steps, {results['training_hours']:.1f} h of training).",
+        "",
+        "| test accuracy reached | epoch | training hours |",
+        "|---|---:|---:|",
+    ]
+    for name, point in results["time_to_accuracy"].items():
+        cells = "not reached | -" if point is None else f"{point['epoch']:g} | {point['hours']:.2f}"
+        lines.append(f"| {name}% | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="the training run (its metrics.jsonl)")
+    parser.add_argument("--weights", required=True, help="the weights file exported from it")
+    parser.add_argument("--out", default="experiments/figures/paper_accuracy")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    results = report(pathlib.Path(args.workdir), pathlib.Path(args.weights), pathlib.Path(args.out), args.data_dir)
+    print(write_results(args.out, results, markdown(results), stem="paper_accuracy"), end="")
+
+
+if __name__ == "__main__":
+    main()

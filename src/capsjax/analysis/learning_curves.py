@@ -1,0 +1,83 @@
+"""A run's test error through training, against epochs and against training time, from ``metrics.jsonl``.
+
+Training time is measured from the records' wall-clock stamps, without the time a run spent stopped:
+a long run is interrupted (a session ends, the process is paused, a crash) and resumed, so the
+interval between two records that spans such a stop (longer than ``gap_seconds``) is replaced by the
+run's typical interval between records (their median).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+class ErrorPoint(NamedTuple):
+    """One evaluation of a run on its test split."""
+
+    step: int
+    epoch: float
+    error_percent: float
+    hours: float  # training time up to this evaluation, interruptions left out
+
+
+def training_hours(records: Sequence[dict], *, gap_seconds: float = 300.0) -> dict[int, float]:
+    """Training time in hours at each record's step (the first record's interval is counted twice:
+    the time before it, compilation included, is taken to be one more interval like it)."""
+    records = sorted(records, key=lambda r: (r["step"], r["time"]))
+    times = np.array([r["time"] for r in records], float)
+    if len(times) < 2:
+        return {r["step"]: 0.0 for r in records}
+    intervals = np.diff(times)
+    typical = float(np.median(intervals[intervals <= gap_seconds])) if np.any(intervals <= gap_seconds) else 0.0
+    intervals = np.where(intervals > gap_seconds, typical, intervals)
+    elapsed = np.concatenate([[intervals[0]], intervals[0] + np.cumsum(intervals)])
+    return {r["step"]: float(seconds) / 3600.0 for r, seconds in zip(records, elapsed, strict=True)}
+
+
+def error_curve(records: Sequence[dict], *, steps_per_epoch: int, gap_seconds: float = 300.0) -> list[ErrorPoint]:
+    """The test evaluations of a run's metric records, in step order (the last one of a step that was
+    evaluated twice, e.g. before and after a resume)."""
+    hours = training_hours(records, gap_seconds=gap_seconds)
+    tests = {r["step"]: r for r in records if "test/error_percent" in r}
+    return [
+        ErrorPoint(step, step / steps_per_epoch, float(tests[step]["test/error_percent"]), hours[step])
+        for step in sorted(tests)
+    ]
+
+
+def time_to_accuracy(curve: Sequence[ErrorPoint], accuracies_percent: Sequence[float]) -> dict[str, ErrorPoint | None]:
+    """The first evaluation reaching each test accuracy (in percent), or None where none did."""
+    return {
+        f"{accuracy:g}": next((p for p in curve if 100.0 - p.error_percent >= accuracy - 1e-9), None)
+        for accuracy in accuracies_percent
+    }
+
+
+def plot_learning_curve(
+    curve: Sequence[ErrorPoint], path: pathlib.Path, *, marks: Sequence[float] = ()
+) -> pathlib.Path:
+    """Two panels: test error (%, log scale) against epoch and against training hours; dotted lines
+    at the test errors of the accuracies in ``marks`` (percent)."""
+    fig = Figure(figsize=(10.0, 4.0))
+    axes = fig.subplots(1, 2)
+    errors = [p.error_percent for p in curve]
+    for ax, x, label in (
+        (axes[0], [p.epoch for p in curve], "epoch"),
+        (axes[1], [p.hours for p in curve], "training time (hours, interruptions left out)"),
+    ):
+        ax.plot(x, errors, marker="o", markersize=3)
+        for accuracy in marks:
+            ax.axhline(100.0 - accuracy, color="gray", linestyle=":", linewidth=1)
+            ax.annotate(f"{accuracy:g}%", (x[-1], 100.0 - accuracy), fontsize=7, color="gray", va="bottom", ha="right")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test error %")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

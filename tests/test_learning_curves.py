@@ -1,0 +1,36 @@
+"""Test error through training from metric records: training time without interruptions, time to accuracy."""
+
+import pytest
+
+from capsjax.analysis.learning_curves import error_curve, plot_learning_curve, time_to_accuracy, training_hours
+
+
+def records_of_a_resumed_run():
+    """Records every 60 s, a 2-hour stop between steps 200 and 250, test evaluations at steps 100 and 300."""
+    times = {50: 0, 100: 60, 150: 120, 200: 180, 250: 180 + 7200, 300: 180 + 7260}
+    records = [{"step": s, "time": 1e9 + t, "train/loss": 0.1} for s, t in times.items()]
+    records += [
+        {"step": 100, "time": 1e9 + 61, "test/error_percent": 1.2},
+        {"step": 300, "time": 1e9 + 7261, "test/error_percent": 0.45},
+    ]
+    return records
+
+
+def test_training_time_leaves_out_the_stop_and_counts_the_first_interval():
+    hours = training_hours(records_of_a_resumed_run())
+    # 60 s before the first record, then 60 s per record; the 7,200 s stop becomes one typical 60 s interval
+    assert hours[50] * 3600 == pytest.approx(60)
+    assert hours[300] * 3600 == pytest.approx(60 * 6, abs=2)
+
+
+def test_curve_and_time_to_accuracy():
+    curve = error_curve(records_of_a_resumed_run(), steps_per_epoch=100)
+    assert [(p.step, p.epoch, p.error_percent) for p in curve] == [(100, 1.0, 1.2), (300, 3.0, 0.45)]
+    reached = time_to_accuracy(curve, [98.0, 99.5, 99.6])
+    assert reached["98"].step == 100 and reached["99.5"].step == 300 and reached["99.6"] is None
+
+
+def test_learning_curve_figure(tmp_path):
+    curve = error_curve(records_of_a_resumed_run(), steps_per_epoch=100)
+    path = plot_learning_curve(curve, tmp_path / "curve.png", marks=[99.0])
+    assert path.stat().st_size > 1000
