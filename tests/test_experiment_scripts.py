@@ -110,6 +110,26 @@ def test_multimnist_smoke(mnist_dir, tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("multimnist_*.npz"))) == 2
 
 
+def test_routing_comparison_smoke(mnist_dir, tmp_path):
+    # Two variants on the affine dataset (its own test set, the most of the script's code); the
+    # whole comparison at the smoke budget takes minutes.
+    variants = ["dynamic1", "self_attention"]
+    args = ["--budget", "smoke", "--seeds", "1", "--datasets", "affine", "--variants", *variants]
+    run_script("routing_comparison.py", *args, "--workdir", tmp_path, "--data-dir", mnist_dir)
+    results = json.loads((tmp_path / "routing_comparison.json").read_text())
+    assert list(results["variants"]) == variants and list(results["datasets"]) == ["affine"]
+    rows = results["datasets"]["affine"]
+    for name in variants:
+        assert 0.0 <= rows[name]["mean"] <= 100.0 and 0.0 <= rows[name]["clean"]["mean"] <= 100.0, name
+        assert rows[name]["runs"] == 1 and rows[name]["train_examples_per_sec"] > 0, name
+        assert (tmp_path / "affine" / name / "seed0" / "affine_test.json").exists(), name
+        assert f"| {name} | " in (tmp_path / "routing_comparison.md").read_text()
+    # Same parameters; the FLOPs differ by routing alone, which a count of one image's routing would miss.
+    assert rows["self_attention"]["parameters"] == rows["dynamic1"]["parameters"]
+    assert rows["self_attention"]["mflop_per_image"] > rows["dynamic1"]["mflop_per_image"] > 0
+    assert np.asarray(Image.open(tmp_path / "routing_comparison.png").convert("L")).std() > 5
+
+
 def test_match_accuracy_takes_the_level_every_model_reached():
     from capsjax.analysis.matching import match_accuracy
 

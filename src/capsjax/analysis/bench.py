@@ -120,24 +120,31 @@ def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
     }
 
 
-def gflop_per_image(config: CapsNetConfig, *, batch: int = 8) -> dict[str, float]:
-    """XLA's FLOP count per image of the train step and of the classify step (inference) of ``config``.
+def gflop_per_image(config: CapsNetConfig, *, batch: int = 8, train: bool = True) -> dict[str, float]:
+    """XLA's FLOP count per image of the train step and of the classify step (inference) of ``config``;
+    ``train=False`` counts (and compiles) only the classify step.
 
     Counted with the direct (``"patches"``) convolution: the network's FLOPs as every peer computes
     them, so that "fraction of the GEMM ceiling" means the same for all systems (the Fourier lowering
-    does fewer FLOPs and can pass 100%).
+    does fewer FLOPs and can pass 100%). Routing is vmapped over the batch (``chunk_size=0``): XLA
+    counts a loop's body once, so the chunked routing of a CPU run (``lax.map``) would count the
+    routing of one image per batch.
     """
-    train_config = TrainConfig(batch_size=batch, capsnet=dataclasses.replace(config, conv_lowering="patches"))
+    routing = dataclasses.replace(config.routing, chunk_size=0)
+    counted = dataclasses.replace(config, conv_lowering="patches", routing=routing)
+    train_config = TrainConfig(batch_size=batch, capsnet=counted)
     graphdef, state = init_state(train_config)
     images, labels = _fake_batch(batch, config)
 
     def flops(compiled) -> float:
         cost = compiled.cost_analysis()
-        return float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+        return float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) / batch / 1e9
 
-    train = flops(make_train_step(graphdef, train_config).lower(state, images, labels).compile())
-    infer = flops(make_classify_step(graphdef).lower(state.params, images).compile())
-    return {"train": train / batch / 1e9, "infer": infer / batch / 1e9}
+    out = {}
+    if train:
+        out["train"] = flops(make_train_step(graphdef, train_config).lower(state, images, labels).compile())
+    out["infer"] = flops(make_classify_step(graphdef).lower(state.params, images).compile())
+    return out
 
 
 def per_example(fn: Callable, batch: jax.Array) -> jax.Array:

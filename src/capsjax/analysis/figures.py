@@ -169,3 +169,24 @@ def plot_accuracy_pairs(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_error_bars(
+    panels: dict[str, dict[str, tuple[float, float]]], path: pathlib.Path, *, ylabel: str = "test error %"
+) -> pathlib.Path:
+    """One panel per ``panels`` key (e.g. a dataset), one bar per variant at its mean with a +-std
+    error bar: ``panels[panel][variant] = (mean, std)``. Each panel has its own y scale, as errors on
+    different datasets differ by orders of magnitude."""
+    fig = Figure(figsize=(3.2 * len(panels) + 0.8, 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, bars) in zip(axes, panels.items(), strict=True):
+        names = list(bars)
+        means, stds = zip(*(bars[name] for name in names), strict=True)
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=[f"C{k}" for k in range(len(names))])
+        ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
