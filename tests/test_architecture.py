@@ -1,7 +1,7 @@
 """The layers of ARCHITECTURE.md, checked on the code: imports flow one way and nothing imports in a circle.
 
-Every import counts, the lazy ones inside functions included. The rules live in ``LAYERS`` below;
-ARCHITECTURE.md explains them.
+Every import counts, the lazy ones inside functions included. The rules live in ``LAYERS`` and
+``SIDE_MODULES`` below; ARCHITECTURE.md explains them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ LAYERS = ("capsjax.ops", "capsjax.nn", "capsjax.data", "capsjax.training", "caps
 # lazily, inside `capsjax.load_weights`); no module of the package imports it.
 FACADE = "capsjax"
 FACADE_MAY_IMPORT = ("capsjax.ops", "capsjax.nn", "capsjax.training.weights")
+# Modules beside the layers, each with the layers it may import; no module of the package imports them.
+# `capsjax.testing` (check_routing) is for tests, the project's and its users'.
+SIDE_MODULES = {"capsjax.testing": ("capsjax.ops",)}
 
 
 def module_name(path: pathlib.Path, package_dir: pathlib.Path) -> str:
@@ -65,6 +68,14 @@ def wrong_way_imports(graph: dict[str, set[str]]) -> list[str]:
                 if layer_of(other) not in (0, 1) and other not in FACADE_MAY_IMPORT
             ]
             continue
+        if module in SIDE_MODULES:
+            allowed = SIDE_MODULES[module]
+            problems += [
+                f"{module} -> {other} ({module} may import only {', '.join(allowed)})"
+                for other in sorted(imported)
+                if layer_of(other) is None or LAYERS[layer_of(other)] not in allowed
+            ]
+            continue
         rank = layer_of(module)
         if rank is None and module != "capsjax.__main__":
             problems.append(f"{module} belongs to no layer of {LAYERS}")
@@ -73,6 +84,8 @@ def wrong_way_imports(graph: dict[str, set[str]]) -> list[str]:
         for other in sorted(imported):
             if other == FACADE:
                 problems.append(f"{module} -> {other} (nothing inside the package imports its face)")
+            elif other in SIDE_MODULES:
+                problems.append(f"{module} -> {other} (nothing inside the package imports a side module)")
             elif (layer_of(other) or 0) > rank:
                 problems.append(f"{module} -> {other} ({LAYERS[rank]} may not import {LAYERS[layer_of(other)]})")
     return problems
@@ -136,7 +149,8 @@ def test_no_dynamic_imports_of_the_package():
 
 @pytest.fixture
 def broken_package(tmp_path):
-    """A tiny package with one import against the layers (a lazy one) and one circle."""
+    """A tiny package with one import against the layers (a lazy one), one circle, and a side module that
+    imports too much and is imported."""
     package = tmp_path / "capsjax"
     files = {
         "__init__.py": "from capsjax.ops import a\n",
@@ -147,6 +161,8 @@ def broken_package(tmp_path):
         "nn/c.py": "from capsjax.nn import b\n",
         "training/__init__.py": "",
         "training/loop.py": "import capsjax\n",
+        "training/checks.py": "import capsjax.testing\n",
+        "testing.py": "import capsjax.nn.b\n",
     }
     for name, text in files.items():
         (package / name).parent.mkdir(parents=True, exist_ok=True)
@@ -159,5 +175,7 @@ def test_the_checks_catch_what_they_guard(broken_package):
     problems = wrong_way_imports(graph)
     assert any("capsjax.ops.a -> capsjax.training.loop" in p for p in problems), problems
     assert any("capsjax.training.loop -> capsjax (nothing inside" in p for p in problems), problems
+    assert any("capsjax.testing -> capsjax.nn.b (capsjax.testing may import only" in p for p in problems), problems
+    assert any("capsjax.training.checks -> capsjax.testing (nothing inside" in p for p in problems), problems
     found = sorted(sorted(set(c)) for c in cycles(graph))
     assert found == [["capsjax", "capsjax.ops.a", "capsjax.training.loop"], ["capsjax.nn.b", "capsjax.nn.c"]]

@@ -1,5 +1,5 @@
-"""Every routing algorithm behind get_routing: shared properties, float64 gradient checks, and a NumPy
-transcription of each paper's procedure compared on random inputs."""
+"""Every routing algorithm behind get_routing: shared properties and float64 gradient checks (by
+capsjax.testing.check_routing), and a NumPy transcription of each paper's procedure compared on random inputs."""
 
 import math
 
@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.test_util import check_grads
 
 from capsjax import RoutedCapsules
 from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
 from capsjax.ops.em_routing import em_routing, inverse_temperatures
 from capsjax.ops.routing import ROUTING_FUNCTIONS, get_routing
+from capsjax.testing import check_routing
 
 ALGORITHMS = ["dynamic", "self_attention", "inverted_dot_product", "em"]
 
@@ -28,38 +28,15 @@ def test_get_routing_lists_every_algorithm():
         get_routing("capsule")
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_couplings_sum_to_one_over_the_outputs(name):
-    result = get_routing(name)(votes(), num_iters=3)
-    assert result.v.shape == (4, 6) and result.c.shape == result.logits.shape == (12, 4)
-    np.testing.assert_allclose(result.c.sum(-1), 1.0, rtol=1e-5)
-    assert bool(jnp.all(result.c >= 0))
+@pytest.mark.parametrize("name", sorted(ROUTING_FUNCTIONS))
+def test_check_routing_passes(name):
+    """Shapes, couplings (>= 0, summing to 1 over the outputs), vmap = loop, jit = no jit, finite value and
+    gradient for zero and for identical votes, and check_grads in float64 (orders 1 and 2).
 
-
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_vmap_equals_a_loop_and_jit_equals_no_jit(name):
-    fn = lambda u: get_routing(name)(u, num_iters=3).v
-    batch = votes(shape=(3, 12, 4, 6))
-    looped = jnp.stack([fn(u) for u in batch])
-    np.testing.assert_allclose(jax.vmap(fn)(batch), looped, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.jit(fn)(batch[0]), looped[0], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", ALGORITHMS)
-@pytest.mark.parametrize("kind", ["zeros", "identical"])
-def test_finite_value_and_gradient_for_degenerate_votes(name, kind):
-    u = jnp.zeros((12, 4, 6)) if kind == "zeros" else jnp.broadcast_to(votes(shape=(1, 4, 6)), (12, 4, 6))
-    loss = lambda u: jnp.sum(get_routing(name)(u, num_iters=3).v ** 2)
-    value, grad = jax.value_and_grad(loss)(u)
-    assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad)))
-
-
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_gradients_in_float64(name, x64):
-    u = votes(shape=(5, 3, 4), scale=0.5, dtype=jnp.float64)
-    fn = lambda u: get_routing(name)(u, num_iters=2).v
-    order = 1 if name == "em" else 2
-    check_grads(fn, (u,), order=order, modes=["rev"], atol=1e-4, rtol=1e-4)
+    Reverse mode only, as before check_routing: forward mode too doubles the time of this test (the suite is
+    at its CI limit). Forward mode of dynamic routing is checked by test_routing.py::test_check_grads.
+    """
+    check_routing(get_routing(name), modes=("rev",)).raise_if_failed()
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
