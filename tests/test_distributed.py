@@ -72,6 +72,7 @@ def wait_all(processes, timeout: float) -> list[int]:
     finally:
         for process in processes:
             process.kill()
+            process.wait()  # reaped: no process outlives its test
 
 
 def wait_for(path: pathlib.Path, processes, timeout: float = 120) -> None:
@@ -80,6 +81,7 @@ def wait_for(path: pathlib.Path, processes, timeout: float = 120) -> None:
         if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
             for process in processes:
                 process.kill()
+                process.wait()
             pytest.fail(f"{path} never appeared")
         time.sleep(0.2)
 
@@ -119,6 +121,7 @@ def test_a_lost_process_stops_the_other_and_the_run_resumes(two_process_run):
     processes = launch(tmp, workdir, "--config.epochs=6")
     wait_for(workdir / "checkpoints" / "9", processes)
     processes[1].kill()
+    processes[1].wait()
     started = time.monotonic()
     code = wait_all(processes[:1], timeout=40)[0]
     assert code == 4 and time.monotonic() - started < 40
