@@ -186,7 +186,8 @@ def check_routing(
       (0, 1); value: how far the farthest lies outside [0, 1].
     - ``vmap_equals_loop``: ``jit(vmap(fn))`` over ``batch`` examples against a Python loop of
       ``jit(fn)``; value: the largest absolute difference, at most ``atol + rtol * max|loop|``.
-    - ``jit_equals_no_jit``: ``jit(fn)`` against ``fn``; the same measure.
+    - ``jit_equals_no_jit``: ``jit(fn)`` against ``fn``, the same measure; and ``jit`` traces ``fn``
+      once for all the votes (of one shape) that the checks give it.
     - ``finite_at_zero_votes``, ``finite_at_identical_votes`` (every input capsule casting the same
       votes): value: the number of non-finite entries in the value and the gradient of the scalar
       below, which must be 0.
@@ -242,7 +243,13 @@ def check_routing(
     shape = (in_caps, out_caps, dim)
     votes = VOTE_SCALE * rng.standard_normal(shape)  # float64, as the checks of values use
     batch_votes = VOTE_SCALE * rng.standard_normal((batch, *shape))
-    jitted = jax.jit(call)
+    traces = []  # one entry each time jax.jit traces fn
+
+    def traced(votes):
+        traces.append(votes.shape)
+        return call(votes)
+
+    jitted = jax.jit(traced)
 
     # The checks of values run in float64 (where any deviation is the algorithm's, not rounding's), op by
     # op where they can: the gradient checks then reuse what those compiled, and the reverse.
@@ -294,7 +301,10 @@ def check_routing(
 
     def check_jit():
         with jax.enable_x64(True):
-            return _compare(jitted(jnp.asarray(votes)), eager(), atol, rtol, "jit(fn) vs fn")
+            passed, _, value, tolerance = _compare(jitted(jnp.asarray(votes)), eager(), atol, rtol, "")
+            jitted(jnp.asarray(batch_votes[0]))  # other votes of the same shape: no second trace
+        detail = f"jit(fn) vs fn; jit traced fn {len(traces)} time(s) for votes of one shape"
+        return passed and len(traces) == 1, detail, value, tolerance
 
     def check_finite(degenerate):
         with jax.enable_x64(True):
