@@ -237,6 +237,8 @@ _POSITIVE_NUMBER = (_positive_number, "a finite number > 0")
 _NON_NEGATIVE_NUMBER = (_non_negative_number, "a finite number >= 0")
 _PROBABILITY = (_probability, "a number in [0, 1]")
 _SIZES = (_positive_tuple, "a tuple of positive integers")
+_IMAGE_SHAPE = (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive")
+_NUM_CLASSES = (lambda v: _is_int(v) and v >= 2, "an integer >= 2")
 _LAYER_SIZES = (lambda v: _positive_tuple(v) and len(v) > 0, "a non-empty tuple of positive integers")
 
 # Field path -> (rule, what is allowed). Every field of TrainConfig and its groups is listed;
@@ -276,8 +278,8 @@ _RULES = {
     "loss.spread_margin_start": _PROBABILITY,
     "loss.spread_margin_end": _PROBABILITY,
     "loss.spread_margin_steps": _POSITIVE,
-    "capsnet.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
-    "capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "capsnet.image_shape": _IMAGE_SHAPE,
+    "capsnet.num_classes": _NUM_CLASSES,
     "capsnet.conv_channels": _POSITIVE,
     "capsnet.conv_kernel": _POSITIVE,
     "capsnet.primary_types": _POSITIVE,
@@ -296,19 +298,16 @@ _RULES = {
     "capsnet.w_init_std": _POSITIVE_NUMBER,
     "capsnet.conv_lowering": _one_of(LOWERINGS),
     "capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
-    "cnn.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
-    "cnn.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "cnn.image_shape": _IMAGE_SHAPE,
+    "cnn.num_classes": _NUM_CLASSES,
     "cnn.conv_channels": _SIZES,
     "cnn.kernel_size": _POSITIVE,
     "cnn.hidden": _SIZES,
     "cnn.dropout": (lambda v: _non_negative_number(v) and v < 1, "a number in [0, 1)"),
     "cnn.conv_lowering": _one_of(LOWERINGS),
     "cnn.compute_dtype": _one_of(("float32", "bfloat16")),
-    "efficient_capsnet.image_shape": (
-        lambda v: _positive_tuple(v) and len(v) == 3,
-        "(height, width, channels), positive",
-    ),
-    "efficient_capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "efficient_capsnet.image_shape": _IMAGE_SHAPE,
+    "efficient_capsnet.num_classes": _NUM_CLASSES,
     "efficient_capsnet.conv_channels": _LAYER_SIZES,
     "efficient_capsnet.conv_kernels": _LAYER_SIZES,
     "efficient_capsnet.conv_strides": _LAYER_SIZES,
@@ -321,8 +320,8 @@ _RULES = {
     "efficient_capsnet.batch_norm_epsilon": _POSITIVE_NUMBER,
     "efficient_capsnet.conv_lowering": _one_of(LOWERINGS),
     "efficient_capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
-    "matrix_capsnet.image_shape": (lambda v: _positive_tuple(v) and len(v) == 3, "(height, width, channels), positive"),
-    "matrix_capsnet.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "matrix_capsnet.image_shape": _IMAGE_SHAPE,
+    "matrix_capsnet.num_classes": _NUM_CLASSES,
     "matrix_capsnet.conv_channels": _POSITIVE,
     "matrix_capsnet.conv_kernel": _POSITIVE,
     "matrix_capsnet.conv_stride": _POSITIVE,

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
 from capsjax.data.pipeline import eval_batches, prefetch, train_batches
-from capsjax.nn.registry import count_params
+from capsjax.nn.registry import MODELS, count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import TrainConfig, read_config, recorded_data_dir, save_config, validate
 from capsjax.training.datasets import load_data_split
@@ -132,9 +132,9 @@ def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: A
         raise ValueError(f"label {largest} out of range for the dataset's {num_classes} classes")
     sized = {
         name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
-        for name in ("capsnet", "cnn", "matrix_capsnet", "efficient_capsnet")
+        for name in MODELS  # every model's config field is named as the model
     }
-    if sized["capsnet"] != config.capsnet or sized["cnn"] != config.cnn:
+    if any(sized[name] != getattr(config, name) for name in sized):
         log.info("model sized to the data: images %s, %d classes", shape, num_classes)
     return dataclasses.replace(config, **sized)
 
