@@ -370,3 +370,25 @@ def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, fake_data):
         f"capsjax train: error: {mount / 'run' / 'checkpoints'}: no space left on device: a checkpoint could not "
         "be written (the last complete one is kept)"
     ], result.stderr[-3000:]
+
+
+def test_sizing_logs_only_when_the_trained_model_changes(caplog):
+    """MNIST-shaped data leaves the default capsnet as it is: no log line, even though the other
+    registered models (MatrixCapsNet defaults to smallNORB) are resized too; other data logs once."""
+    import logging
+
+    from capsjax.data.dataset import ArrayDataset
+    from capsjax.training.config import TrainConfig
+    from capsjax.training.loop import size_model_to_data
+
+    def data(shape, classes):
+        return ArrayDataset(np.zeros((classes, *shape), np.uint8), np.arange(classes, dtype=np.int32), "made here")
+
+    config = TrainConfig()
+    with caplog.at_level(logging.INFO, logger="capsjax"):
+        mnist = size_model_to_data(config, data((28, 28, 1), 10), data((28, 28, 1), 10))
+        assert mnist.capsnet == config.capsnet and mnist.matrix_capsnet != config.matrix_capsnet
+        assert not [r for r in caplog.records if "sized" in r.message]
+        colour = size_model_to_data(config, data((20, 20, 3), 3), data((20, 20, 3), 3))
+    assert colour.capsnet.image_shape == (20, 20, 3) and colour.capsnet.num_classes == 3
+    assert len([r for r in caplog.records if "sized" in r.message]) == 1

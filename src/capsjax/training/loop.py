@@ -134,7 +134,7 @@ def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: A
         name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
         for name in MODELS  # every model's config field is named as the model
     }
-    if any(sized[name] != getattr(config, name) for name in sized):
+    if sized[config.model] != getattr(config, config.model):  # the model that trains, not the others
         log.info("model sized to the data: images %s, %d classes", shape, num_classes)
     return dataclasses.replace(config, **sized)
 
