@@ -43,7 +43,7 @@ bench:
 	$(PY) -m capsjax bench --workdir runs/bench $(ARGS)
 
 test:
-	$(PY) -m pytest -q tests src/capsjax
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --durations=15 tests src/capsjax
 
 lint:
 	$(PY) -m ruff check $(PY_SOURCES)

@@ -1,11 +1,14 @@
 import importlib.util
 import json
 
+import pytest
+
 from capsjax.analysis.bench import run_benchmarks, to_markdown
 from capsjax.analysis.side_by_side import add_ratios, available_systems
 
 
-def test_quick_bench_writes_json_and_markdown(tmp_path):
+def test_quick_bench_writes_json_and_markdown_with_the_installed_peers(tmp_path):
+    """One quick run of everything (the peers, capsjax's rows, sweeps, memory): the suite's time."""
     results = run_benchmarks(tmp_path, quick=True)
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["train"][0]["batch"] == 8
@@ -22,12 +25,10 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
         assert row[key] > 0, key
     assert set(saved["routing_sweeps_sec"]) == {"in_caps", "out_caps", "num_iters"}
     assert saved["memory_mib_by_batch"][1]["plain"] > saved["memory_mib_by_batch"][0]["plain"]
-    assert (tmp_path / "bench.md").read_text() == to_markdown(results)
-    assert "| 8 |" in (tmp_path / "bench.md").read_text()
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown == to_markdown(results)
+    assert "| 8 |" in markdown
 
-
-def test_quick_bench_compares_capsjax_with_the_installed_peers(tmp_path):
-    saved = run_benchmarks(tmp_path, quick=True, peers_only=True)
     comparison = saved["side_by_side"]
     runnable, skipped = available_systems()
     assert set(comparison["summary"]) == set(runnable) and comparison["skipped"] == skipped
@@ -37,10 +38,24 @@ def test_quick_bench_compares_capsjax_with_the_installed_peers(tmp_path):
     assert 0 < capsjax["train_gemm_fraction"] < 1
     flops = comparison["bounds"]["gflop_per_image"]
     assert 1.0 < flops["train"] < 1.5 and 0.3 < flops["infer"] < 0.6  # the paper's network: ~1.2 GFLOP to train
-    markdown = (tmp_path / "bench.md").read_text()
     assert "| capsjax (" in markdown
     for name, why in skipped.items():
         assert f"| {name} | skipped: {why}" in markdown
+
+
+def test_peers_only_writes_the_comparison_alone(tmp_path, monkeypatch):
+    """``--peers-only`` stops after the side-by-side table (stood in for here: the test above runs it)."""
+    import capsjax.analysis.bench as bench
+
+    comparison = {"summary": {}, "skipped": {"keras": "not installed"}, "bounds": {}}
+    monkeypatch.setattr(bench, "compare_with_peers", lambda plan, **kwargs: comparison)
+    monkeypatch.setattr(bench, "train_step_benchmark", lambda *a, **k: pytest.fail("ran capsjax's own rows"))
+    monkeypatch.setattr(bench, "to_markdown", lambda results: f"{sorted(results)}\n")
+    saved = run_benchmarks(tmp_path, quick=True, peers_only=True)
+    assert saved["side_by_side"] == comparison and "train" not in saved
+    assert json.loads((tmp_path / "bench.json").read_text())["side_by_side"] == comparison
+    assert saved["matmul_gflops"]["start"] > 0
+    assert (tmp_path / "bench.md").read_text() == f"{sorted(saved)}\n"
 
 
 def test_peers_missing_are_named(monkeypatch):
