@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from capsjax.ops.convolution import conv2d, extract_patches, matmul, resolve_lowering
+from capsjax.ops.convolution import conv2d, depthwise_conv2d, extract_patches, matmul, resolve_lowering
 from capsjax.ops.fourier_convolution import fourier_flops, half_spectrum
 
 
@@ -114,3 +114,41 @@ def test_bfloat16_conv_keeps_its_dtype_and_agrees():
     y = conv2d(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), stride=2, lowering="patches")
     assert y.dtype == jnp.bfloat16
     np.testing.assert_allclose(y.astype(jnp.float32), conv2d(x, k, stride=2, lowering="native"), atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    [((3, 9, 9, 5), 9, 1), ((2, 11, 10, 3), 3, 1), ((2, 12, 13, 4), 5, 2), ((1, 9, 9, 2), 9, 3)],
+)
+def test_depthwise_conv_equals_a_grouped_conv_in_value_and_gradient(shape, kernel, stride):
+    """Against XLA's grouped convolution (feature_group_count = channels), including the 1x1 output
+    that Efficient-CapsNet's primary capsules use; the gradients in float64 by finite differences."""
+    channels = shape[-1]
+    x = jax.random.normal(jax.random.key(0), shape)
+    k = jax.random.normal(jax.random.key(1), (kernel, kernel, 1, channels))
+
+    def grouped(x, k):
+        numbers = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(
+            x, k, (stride, stride), "VALID", dimension_numbers=numbers, feature_group_count=channels
+        )
+
+    def loss(conv, x, k):
+        return jnp.sum(jnp.sin(conv(x, k)))
+
+    ours = depthwise_conv2d(x, k, stride=stride)
+    np.testing.assert_allclose(ours, grouped(x, k), rtol=1e-5, atol=1e-4)
+    g_ours = jax.grad(lambda x, k: loss(lambda x, k: depthwise_conv2d(x, k, stride=stride), x, k), (0, 1))(x, k)
+    g_grouped = jax.grad(lambda x, k: loss(grouped, x, k), (0, 1))(x, k)
+    for a, b in zip(g_ours, g_grouped, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    with jax.enable_x64():
+        x64, k64 = x.astype(jnp.float64), k.astype(jnp.float64)
+        check_grads(lambda x, k: depthwise_conv2d(x, k, stride=stride), (x64, k64), order=1, modes=["rev"])
+
+
+def test_depthwise_conv_bad_input():
+    with pytest.raises(ValueError, match="kernel"):
+        depthwise_conv2d(jnp.ones((1, 9, 9, 4)), jnp.ones((9, 9, 1, 3)))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        depthwise_conv2d(jnp.ones((1, 5, 5, 4)), jnp.ones((9, 9, 1, 4)))

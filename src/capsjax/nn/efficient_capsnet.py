@@ -15,7 +15,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from capsjax.nn.interface import ModelOutput, check_images
-from capsjax.nn.layers import Conv2D, Decoder, RoutedCapsules
+from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, RoutedCapsules
 from capsjax.ops.attention_routing import efficient_squash
 from capsjax.ops.convolution import conv_output_size
 from capsjax.ops.squashing import safe_norm
@@ -154,15 +154,8 @@ class EfficientCapsNet(nnx.Module):
             ]
         )
         last = config.conv_channels[-1]
-        self.primary_conv = nnx.Conv(
-            last,
-            last,
-            (config.primary_kernel, config.primary_kernel),
-            padding="VALID",
-            feature_group_count=last,  # depthwise: one 9x9 filter per channel
-            dtype=dtype,
-            rngs=rngs,
-        )
+        # depthwise: one 9x9 filter per channel
+        self.primary_conv = DepthwiseConv2D(last, config.primary_kernel, dtype=dtype, rngs=rngs)
         self.num_primary = grid_h * grid_w * last // config.primary_dim
         self.classes = RoutedCapsules(
             self.num_primary,

@@ -12,7 +12,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
-from capsjax.ops.convolution import Lowering, conv2d, conv_output_size
+from capsjax.ops.convolution import Lowering, conv2d, conv_output_size, depthwise_conv2d
 from capsjax.ops.fused_routing import vote_and_route
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules
 from capsjax.ops.routing import RoutingFn, RoutingResult, dynamic_routing, get_routing
@@ -49,6 +49,26 @@ class Conv2D(nnx.Module):
     def __call__(self, x: Float[Array, "batch height width in_channels"]) -> jax.Array:
         kernel = self.kernel[...].astype(self.dtype)
         y = conv2d(x.astype(self.dtype), kernel, stride=self.stride, padding=self.padding, lowering=self.lowering)
+        return y + self.bias[...].astype(self.dtype)[None, None, None, :]
+
+
+class DepthwiseConv2D(nnx.Module):
+    """VALID depthwise 2-D convolution (:func:`capsjax.ops.convolution.depthwise_conv2d`).
+
+    Parameters as ``nnx.Conv`` with ``feature_group_count=channels`` names and shapes them:
+    ``kernel [kh, kw, 1, channels]`` (LeCun-normal over the ``kh * kw`` inputs of each output) and
+    ``bias [channels]``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, *, stride: int = 1, dtype=jnp.float32, rngs: nnx.Rngs):
+        shape = (kernel_size, kernel_size, 1, channels)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.stride = stride
+        self.dtype = dtype
+
+    def __call__(self, x: Float[Array, "batch height width channels"]) -> jax.Array:
+        y = depthwise_conv2d(x.astype(self.dtype), self.kernel[...].astype(self.dtype), stride=self.stride)
         return y + self.bias[...].astype(self.dtype)[None, None, None, :]
 
 
