@@ -1,7 +1,7 @@
 """Flax NNX layers and models. Thin: they own parameters and call the pure functions of :mod:`capsjax.ops`.
 
-Imports :mod:`capsjax.ops` only. Modules: ``layers`` (Conv2D, PrimaryCapsules, RoutedCapsules,
-Decoder), ``capsnet`` and ``cnn`` (the paper's models and their configs), ``matrix_capsules``
+Imports :mod:`capsjax.ops` only. Modules: ``layers`` (Conv2D, DepthwiseConv2D, PrimaryCapsules,
+RoutedCapsules, Decoder), ``capsnet`` and ``cnn`` (the paper's models and their configs), ``matrix_capsules``
 (PrimaryMatrixCapsules, ConvCapsules, ClassCapsules: matrix capsules with EM routing) and
 ``matrix_capsnet`` (Hinton et al. 2018's network and its config), ``efficient_capsnet``
 (Efficient-CapsNet, Mazzia et al. 2021: batch norm, self-attention routing, and its config),
@@ -13,7 +13,7 @@ from capsjax.nn.capsnet import CapsNet, CapsNetConfig, RoutingConfig
 from capsjax.nn.cnn import BaselineCNN, CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNet, EfficientCapsNetConfig
 from capsjax.nn.interface import ModelOutput, with_mode
-from capsjax.nn.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, PrimaryCapsules, RoutedCapsules
 from capsjax.nn.matrix_capsnet import MatrixCapsNet, MatrixCapsNetConfig
 from capsjax.nn.matrix_capsules import ClassCapsules, ConvCapsules, MatrixCapsules, PrimaryMatrixCapsules
 from capsjax.nn.registry import MODELS, build_model, count_params
@@ -28,6 +28,7 @@ __all__ = [
     "Conv2D",
     "ConvCapsules",
     "Decoder",
+    "DepthwiseConv2D",
     "EfficientCapsNet",
     "EfficientCapsNetConfig",
     "MatrixCapsNet",

@@ -15,7 +15,7 @@ The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite 
 """
 
 from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
-from capsjax.ops.convolution import conv2d
+from capsjax.ops.convolution import conv2d, depthwise_conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
 from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
@@ -46,6 +46,7 @@ __all__ = [
     "class_votes",
     "conv2d",
     "coupling_coefficients",
+    "depthwise_conv2d",
     "dynamic_routing",
     "get_routing",
     "label_mask",
