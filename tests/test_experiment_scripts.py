@@ -138,3 +138,30 @@ def test_match_accuracy_takes_the_level_every_model_reached():
     assert steps == {"strong": 2, "weak": 2}  # strong: 0.9 at steps 2 and 3 tie; the earlier wins
     with pytest.raises(ValueError, match="histories"):
         match_accuracy({"a": {}})
+
+
+def test_paper_accuracy_report_of_a_short_run(tmp_path):
+    """The issue-15 report on a 2-epoch run of a tiny CapsNet: the curve has one point per epoch, the
+    accuracy is measured from the weights file, whose size and SHA-256 are those of the file."""
+    import hashlib
+
+    from capsjax.cli import main
+    from capsjax.training.loop import train_and_evaluate
+    from helpers import tiny_config, write_fake_mnist
+    from paper_accuracy import markdown, report
+
+    data = write_fake_mnist(tmp_path / "mnist", train=128, test=64)
+    summary = train_and_evaluate(tiny_config(epochs=2), tmp_path / "run", data_dir=data, progress=False)
+    weights = tmp_path / "capsnet.msgpack"
+    assert main(["export", "--workdir", str(tmp_path / "run"), "--output", str(weights)]) == 0
+    results = report(tmp_path / "run", weights, tmp_path / "out", data, paper_error=0.26)
+    assert [point["epoch"] for point in results["curve"]] == [1.0, 2.0]
+    assert results["final_step"] == summary["step"] == 8 and results["status"] == "completed"
+    assert results["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert results["weights_bytes"] == weights.stat().st_size and results["test_images"] == 64
+    assert abs(results["test_accuracy_from_weights"] - summary["test_accuracy"]) <= 2 / 64  # bfloat16 rounding
+    assert set(results["time_to_accuracy"]) == {"99", "99.5", "99.6"}
+    assert results["training_hours"] > 0 and results["paper_error_percent"] == 0.26
+    text = markdown(results)
+    assert f"{100 * results['test_accuracy_from_weights']:.2f}%" in text and "| 99.6% |" in text
+    assert np.asarray(Image.open(tmp_path / "out" / "learning_curve.png").convert("L")).std() > 5
