@@ -1,16 +1,16 @@
 """The paper's MNIST accuracy (issue 15): report a finished `mnist_paper` run and its weights file
-(any model's run: Efficient-CapsNet's with --paper-error 0.26 --stem efficient_capsnet).
+(any model with a decoder: Efficient-CapsNet's with --paper-error 0.26 --stem efficient_capsnet).
 
-Writes to --out: learning_curve.png (test error against epoch and against training time, log
-scale), the paper's Fig. 4 (capsule_dimensions.png), reconstructions_and_failures.png and
-couplings.png drawn from the weights file, and paper_accuracy.json / .md: the accuracy measured
-from the stored file (after its bfloat16 rounding), its size and SHA-256, the steps, the training
-time, and the time to 99.0%, 99.5% and 99.6% test accuracy.
+Writes to --out (default experiments/figures/<stem>): learning_curve.png (test error against epoch
+and against training time, log scale), the paper's Fig. 4 (capsule_dimensions.png),
+reconstructions_and_failures.png and, for a CapsNet, couplings.png, drawn from the weights file,
+and <stem>.json / .md (stem paper_accuracy by default): the accuracy measured from the stored file
+(after its bfloat16 rounding), its size and SHA-256, the steps, the training time, and the time to
+99.0%, 99.5% and 99.6% test accuracy.
 
     capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper   # hours; --resume
     capsjax export --workdir runs/mnist_paper --output weights/capsnet_mnist.msgpack
-    python experiments/paper_accuracy.py --workdir runs/mnist_paper --weights weights/capsnet_mnist.msgpack \\
-        --out experiments/figures/paper_accuracy
+    python experiments/paper_accuracy.py --workdir runs/mnist_paper --weights weights/capsnet_mnist.msgpack
 """
 
 import argparse
@@ -85,7 +85,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="the training run (its metrics.jsonl)")
     parser.add_argument("--weights", required=True, help="the weights file exported from it")
-    parser.add_argument("--out", default="experiments/figures/paper_accuracy")
+    parser.add_argument("--out", help="output folder (default: experiments/figures/<stem>)")
     parser.add_argument("--data-dir")
     parser.add_argument("--paper-error", type=float, default=PAPER_ERROR, help="the paper's test error, percent")
     parser.add_argument("--stem", default="paper_accuracy", help="name of the .json / .md results")

@@ -41,6 +41,9 @@ def test_quick_bench_writes_json_and_markdown_with_the_installed_peers(tmp_path)
     assert "| capsjax (" in markdown
     for name, why in skipped.items():
         assert f"| {name} | skipped: {why}" in markdown
+    # What --peers-only writes: the comparison's table alone.
+    peers_only = to_markdown({key: saved[key] for key in ("machine", "quick", "matmul_gflops", "side_by_side")})
+    assert "| capsjax (" in peers_only and "| 8 |" not in peers_only and len(peers_only) < len(markdown)
 
 
 def test_peers_only_writes_the_comparison_alone(tmp_path, monkeypatch):

@@ -118,9 +118,17 @@ def test_bfloat16_conv_keeps_its_dtype_and_agrees():
 
 @pytest.mark.parametrize(
     "shape, kernel, stride",
-    [((3, 9, 9, 5), 9, 1), ((2, 11, 10, 3), 3, 1), ((2, 12, 13, 4), 5, 2), ((1, 9, 9, 2), 9, 3)],
+    [
+        ((3, 9, 9, 5), 9, 1),
+        ((2, 11, 10, 3), 3, 1),
+        ((2, 12, 13, 4), 5, 2),
+        ((1, 9, 9, 2), 9, 3),
+        ((1, 12, 12, 2), 9, 4),  # a larger input whose stride leaves a 1x1 output
+        ((1, 9, 14, 2), 9, 1),  # 1 x N
+        ((1, 13, 9, 2), 9, 2),  # N x 1
+    ],
 )
-def test_depthwise_conv_equals_a_grouped_conv_in_value_and_gradient(shape, kernel, stride):
+def test_depthwise_conv_equals_a_grouped_conv_in_value_and_gradient(shape, kernel, stride, x64):
     """Against XLA's grouped convolution (feature_group_count = channels), including the 1x1 output
     that Efficient-CapsNet's primary capsules use; the gradients in float64 by finite differences."""
     channels = shape[-1]
@@ -142,9 +150,40 @@ def test_depthwise_conv_equals_a_grouped_conv_in_value_and_gradient(shape, kerne
     g_grouped = jax.grad(lambda x, k: loss(grouped, x, k), (0, 1))(x, k)
     for a, b in zip(g_ours, g_grouped, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    with jax.enable_x64():
-        x64, k64 = x.astype(jnp.float64), k.astype(jnp.float64)
-        check_grads(lambda x, k: depthwise_conv2d(x, k, stride=stride), (x64, k64), order=1, modes=["rev"])
+    x, k = x.astype(jnp.float64), k.astype(jnp.float64)
+    check_grads(lambda x, k: depthwise_conv2d(x, k, stride=stride), (x, k), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("size", [9, 20])  # the contraction (1x1 output) and the sum of slices
+def test_depthwise_conv_in_bfloat16_accumulates_in_float32(size):
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 8))
+    k = jax.random.normal(jax.random.key(1), (9, 9, 1, 8))
+    exact = depthwise_conv2d(x, k)
+    x16, k16 = x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
+    rounded_inputs = depthwise_conv2d(x16.astype(jnp.float32), k16.astype(jnp.float32))
+    y = depthwise_conv2d(x16, k16)
+    assert y.dtype == jnp.bfloat16
+    # Only the output's own rounding (8 bits of mantissa) on top of the inputs' rounding.
+    np.testing.assert_allclose(y.astype(jnp.float32), rounded_inputs, rtol=2**-8, atol=1e-6)
+    assert float(jnp.max(jnp.abs(y.astype(jnp.float32) - exact))) < 0.05 * float(jnp.max(jnp.abs(exact)))
+
+
+def test_depthwise_layer_is_nnx_conv_with_one_group_per_channel():
+    """Same parameter names, shapes and initial values as flax's grouped nnx.Conv, same outputs."""
+    from flax import nnx
+
+    from capsjax.nn import DepthwiseConv2D
+
+    ours = DepthwiseConv2D(6, 9, rngs=nnx.Rngs(0))
+    flax_conv = nnx.Conv(6, 6, (9, 9), padding="VALID", feature_group_count=6, rngs=nnx.Rngs(0))
+    ours_state, flax_state = nnx.state(ours, nnx.Param), nnx.state(flax_conv, nnx.Param)
+    assert jax.tree.structure(ours_state) == jax.tree.structure(flax_state)
+    for a, b in zip(jax.tree.leaves(ours_state), jax.tree.leaves(flax_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    flax_conv.bias[...] = jnp.arange(6.0)
+    ours.bias[...] = jnp.arange(6.0)
+    x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
+    np.testing.assert_allclose(ours(x), flax_conv(x), rtol=1e-5, atol=1e-5)
 
 
 def test_depthwise_conv_bad_input():
@@ -152,3 +191,5 @@ def test_depthwise_conv_bad_input():
         depthwise_conv2d(jnp.ones((1, 9, 9, 4)), jnp.ones((9, 9, 1, 3)))
     with pytest.raises(ValueError, match="smaller than the kernel"):
         depthwise_conv2d(jnp.ones((1, 5, 5, 4)), jnp.ones((9, 9, 1, 4)))
+    with pytest.raises(ValueError, match="stride: expected a positive integer, got 0"):
+        depthwise_conv2d(jnp.ones((1, 9, 9, 4)), jnp.ones((9, 9, 1, 4)), stride=0)

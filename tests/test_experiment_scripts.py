@@ -140,19 +140,23 @@ def test_match_accuracy_takes_the_level_every_model_reached():
         match_accuracy({"a": {}})
 
 
-def test_paper_accuracy_report_of_a_short_run(tmp_path):
-    """The issue-15 report on a 2-epoch run of a tiny CapsNet: the curve has one point per epoch, the
-    accuracy is measured from the weights file, whose size and SHA-256 are those of the file."""
+@pytest.mark.parametrize("model", ["capsnet", "efficient_capsnet"])
+def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
+    """The issue-15 report on a 2-epoch run of a tiny model: the curve has one point per epoch, the
+    accuracy is measured from the weights file, whose size and SHA-256 are those of the file; the
+    script's --stem names the results and their folder."""
     import hashlib
 
     from capsjax.cli import main
     from capsjax.training.loop import train_and_evaluate
     from helpers import tiny_config, write_fake_mnist
     from paper_accuracy import markdown, report
+    from test_efficient_capsnet import tiny_efficient_config
 
     data = write_fake_mnist(tmp_path / "mnist", train=128, test=64)
-    summary = train_and_evaluate(tiny_config(epochs=2), tmp_path / "run", data_dir=data, progress=False)
-    weights = tmp_path / "capsnet.msgpack"
+    config = tiny_config(epochs=2) if model == "capsnet" else tiny_efficient_config(epochs=2)
+    summary = train_and_evaluate(config, tmp_path / "run", data_dir=data, progress=False)
+    weights = tmp_path / "model.msgpack"
     assert main(["export", "--workdir", str(tmp_path / "run"), "--output", str(weights)]) == 0
     results = report(tmp_path / "run", weights, tmp_path / "out", data, paper_error=0.26)
     assert [point["epoch"] for point in results["curve"]] == [1.0, 2.0]
@@ -162,6 +166,14 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path):
     assert abs(results["test_accuracy_from_weights"] - summary["test_accuracy"]) <= 2 / 64  # bfloat16 rounding
     assert set(results["time_to_accuracy"]) == {"99", "99.5", "99.6"}
     assert results["training_hours"] > 0 and results["paper_error_percent"] == 0.26
+    assert ("couplings" in results["figures"]) == (model == "capsnet")
     text = markdown(results)
     assert f"{100 * results['test_accuracy_from_weights']:.2f}%" in text and "| 99.6% |" in text
-    assert np.asarray(Image.open(tmp_path / "out" / "learning_curve.png").convert("L")).std() > 5
+    for name in ("learning_curve.png", "capsule_dimensions.png", "reconstructions_and_failures.png"):
+        assert np.asarray(Image.open(tmp_path / "out" / name).convert("L")).std() > 5, name
+    if model == "efficient_capsnet":  # the script end to end, its results named by --stem
+        args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]
+        stdout = run_script("paper_accuracy.py", *args, "--out", tmp_path / "script", "--paper-error", "0.3")
+        saved = json.loads((tmp_path / "script" / "effcaps.json").read_text())
+        assert saved["paper_error_percent"] == 0.3 and saved["weights_sha256"] == results["weights_sha256"]
+        assert (tmp_path / "script" / "effcaps.md").exists() and "0.30%" in stdout

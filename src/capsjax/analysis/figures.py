@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from capsjax.analysis.probes import PAPER_DELTAS, couplings_by_iteration, perturbation_grid
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.image_files import reconstruction_grid, save_png, tile
+from capsjax.nn.capsnet import CapsNet
 from capsjax.ops.preprocess import to_float
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.evaluation import model_outputs
@@ -97,18 +98,21 @@ def capsule_figures(workdir, dataset: ArrayDataset, out_dir=None, *, examples: i
 
 
 def model_figures(model, dataset: ArrayDataset, out_dir, *, examples: int = 3) -> dict:
-    """Fig. 4 (dimension perturbations), reconstructions with failures and couplings of a CapsNet
-    (e.g. :func:`capsjax.load_weights`'s) on ``dataset``, as PNGs in ``out_dir``; returns the paths."""
+    """Fig. 4 (dimension perturbations) and reconstructions with failures of a model with a decoder
+    (a CapsNet or an EfficientCapsNet, e.g. :func:`capsjax.load_weights`'s) on ``dataset``, and a
+    CapsNet's couplings by routing iteration, as PNGs in ``out_dir``; returns the paths."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recon_path, failures = reconstructions_with_failures(model, dataset, out_dir / "reconstructions_and_failures.png")
-    return {
+    figures = {
         "perturbations": str(plot_perturbations(model, dataset.images[:examples], out_dir / "capsule_dimensions.png")),
-        "couplings": str(plot_couplings(model, dataset.images[0], out_dir / "couplings.png")),
         "reconstructions": str(recon_path),
         "failures_shown": failures,
         "digits": len(dataset.images[:examples]),
     }
+    if isinstance(model, CapsNet):  # couplings after 1, 2, 3 iterations of dynamic routing
+        figures["couplings"] = str(plot_couplings(model, dataset.images[0], out_dir / "couplings.png"))
+    return figures
 
 
 def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, columns: int = 8) -> pathlib.Path:

@@ -24,8 +24,10 @@ def perturb_capsule(
     return base.at[:, :, class_index, :].add(offsets)
 
 
-def perturbation_grid(model: CapsNet, image: Float[Array, "height width channels"], deltas=PAPER_DELTAS):
+def perturbation_grid(model, image: Float[Array, "height width channels"], deltas=PAPER_DELTAS):
     """Reconstructions ``[dim, len(deltas), h, w, c]`` with each dimension of the winning capsule tweaked.
+
+    ``model``: any model with ``encode`` and ``reconstruct`` (CapsNet, EfficientCapsNet).
 
     Returns ``(grid, predicted_class)``.
     """

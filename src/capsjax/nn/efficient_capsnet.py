@@ -194,6 +194,12 @@ class EfficientCapsNet(nnx.Module):
         routed = self.classes(self.primary_capsules(x))
         return routed.v, routed.c
 
+    def reconstruct(
+        self, capsules: Float[Array, "batch classes dim"], mask: Float[Array, "batch classes"]
+    ) -> Float[Array, "batch height width channels"]:
+        """Decode the capsules selected by ``mask`` (one-hot rows) into images (as CapsNet's)."""
+        return self.decoder(capsules, mask)
+
     def __call__(
         self, x: Float[Array, "batch height width channels"], labels=None, *, dropout_key=None, reconstruct: bool = True
     ) -> ModelOutput:

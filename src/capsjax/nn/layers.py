@@ -55,9 +55,23 @@ class Conv2D(nnx.Module):
 class DepthwiseConv2D(nnx.Module):
     """VALID depthwise 2-D convolution (:func:`capsjax.ops.convolution.depthwise_conv2d`).
 
-    Parameters as ``nnx.Conv`` with ``feature_group_count=channels`` names and shapes them:
-    ``kernel [kh, kw, 1, channels]`` (LeCun-normal over the ``kh * kw`` inputs of each output) and
-    ``bias [channels]``.
+    Parameters as ``nnx.Conv`` with ``feature_group_count=channels`` names, shapes and initialises
+    them (so its checkpoints load): ``kernel [kh, kw, 1, channels]`` (LeCun-normal over the
+    ``kh * kw`` inputs of each output) and ``bias [channels]`` (zeros).
+
+    Args:
+      channels: input and output channels.
+      kernel_size: the square kernel's side.
+      stride: spatial stride.
+      dtype: compute dtype (parameters are float32).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from capsjax.nn import DepthwiseConv2D
+      >>> DepthwiseConv2D(4, 9, rngs=nnx.Rngs(0))(jnp.ones((2, 9, 9, 4))).shape
+      (2, 1, 1, 4)
     """
 
     def __init__(self, channels: int, kernel_size: int, *, stride: int = 1, dtype=jnp.float32, rngs: nnx.Rngs):

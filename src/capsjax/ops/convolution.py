@@ -16,6 +16,10 @@ while on GPU/TPU the native convolution is the fast one. So the lowering is an o
   ``make bench``).
 
 Both lowerings use VALID padding and NHWC / HWIO layouts and agree to float tolerance (tested).
+
+:func:`depthwise_conv2d` (one filter per channel, Efficient-CapsNet's primary capsules) has a
+lowering of its own: strided slices times per-channel weights, since XLA's CPU backward of a
+grouped convolution is slow.
 """
 
 from __future__ import annotations
@@ -190,20 +194,25 @@ def depthwise_conv2d(
     kernel = jnp.asarray(kernel)
     check_shape("x", x, ("batch", "height", "width", "channels"))
     check_shape("kernel", kernel, ("kh", "kw", 1, x.shape[-1]))
+    if stride < 1:
+        raise ValueError(f"stride: expected a positive integer, got {stride}")
     kh, kw = kernel.shape[:2]
     if x.shape[1] < kh or x.shape[2] < kw:
         raise ValueError(f"x: spatial size {x.shape[1:3]} is smaller than the kernel {(kh, kw)}")
     out_h, out_w = conv_output_size(x.shape[1], kh, stride), conv_output_size(x.shape[2], kw, stride)
-    weights = kernel[:, :, 0, :].astype(x.dtype)  # [kh, kw, channels]
+    # Sums of kh * kw products accumulate in float32 at least (bfloat16 inputs too), as matmul's do.
+    accumulate = jnp.promote_types(x.dtype, jnp.float32)
+    inputs, weights = x.astype(accumulate), kernel[:, :, 0, :].astype(accumulate)  # weights [kh, kw, channels]
     if out_h == out_w == 1:
-        return jnp.einsum("bijc,ijc->bc", x[:, :kh, :kw, :], weights)[:, None, None, :]
-    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
-    terms = (
-        x[:, i : i + span_h : stride, j : j + span_w : stride, :] * weights[i, j][None, None, None, :]
-        for i in range(kh)
-        for j in range(kw)
-    )
-    return sum(terms)
+        out = jnp.einsum("bijc,ijc->bc", inputs[:, :kh, :kw, :], weights)[:, None, None, :]
+    else:
+        span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+        out = sum(
+            inputs[:, i : i + span_h : stride, j : j + span_w : stride, :] * weights[i, j][None, None, None, :]
+            for i in range(kh)
+            for j in range(kw)
+        )
+    return out.astype(x.dtype)
 
 
 def matmul(a: Float[ArrayLike, "m k"], b: Float[ArrayLike, "k n"]) -> Float[Array, "m n"]:
