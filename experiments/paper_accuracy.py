@@ -90,14 +90,11 @@ def main():
     parser.add_argument("--paper-error", type=float, default=PAPER_ERROR, help="the paper's test error, percent")
     parser.add_argument("--stem", default="paper_accuracy", help="name of the .json / .md results")
     args = parser.parse_args()
+    out = pathlib.Path(args.out or f"experiments/figures/{args.stem}")
     results = report(
-        pathlib.Path(args.workdir),
-        pathlib.Path(args.weights),
-        pathlib.Path(args.out),
-        args.data_dir,
-        paper_error=args.paper_error,
+        pathlib.Path(args.workdir), pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error
     )
-    print(write_results(args.out, results, markdown(results), stem=args.stem), end="")
+    print(write_results(out, results, markdown(results), stem=args.stem), end="")
 
 
 if __name__ == "__main__":

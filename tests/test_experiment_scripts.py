@@ -173,7 +173,10 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         assert np.asarray(Image.open(tmp_path / "out" / name).convert("L")).std() > 5, name
     if model == "efficient_capsnet":  # the script end to end, its results named by --stem
         args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]
-        stdout = run_script("paper_accuracy.py", *args, "--out", tmp_path / "script", "--paper-error", "0.3")
-        saved = json.loads((tmp_path / "script" / "effcaps.json").read_text())
+        script = [sys.executable, str(EXPERIMENTS / "paper_accuracy.py"), *map(str, args), "--paper-error", "0.3"]
+        result = subprocess.run(script, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = tmp_path / "experiments" / "figures" / "effcaps"  # the default --out, under the current folder
+        saved = json.loads((out / "effcaps.json").read_text())
         assert saved["paper_error_percent"] == 0.3 and saved["weights_sha256"] == results["weights_sha256"]
-        assert (tmp_path / "script" / "effcaps.md").exists() and "0.30%" in stdout
+        assert (out / "effcaps.md").exists() and (out / "learning_curve.png").exists() and "0.30%" in result.stdout
