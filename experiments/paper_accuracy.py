@@ -4,7 +4,8 @@
 Writes to --out (default experiments/figures/<stem>): learning_curve.png (test error against epoch
 and against training time, log scale), the paper's Fig. 4 (capsule_dimensions.png),
 reconstructions_and_failures.png and, for a CapsNet, couplings.png, drawn from the weights file,
-and <stem>.json / .md (stem paper_accuracy by default): the accuracy measured from the stored file
+augmented_inputs.png when the run trained on rotations, squishes or erased patches, and
+<stem>.json / .md (stem paper_accuracy by default): the accuracy measured from the stored file
 (after its bfloat16 rounding), its size and SHA-256, the steps, the training time, and the time to
 99.0%, 99.5% and 99.6% test accuracy.
 
@@ -18,12 +19,15 @@ import hashlib
 import json
 import pathlib
 
-from capsjax.analysis.figures import model_figures
+import jax
+
+from capsjax.analysis.figures import augmentation_examples, model_figures
 from capsjax.analysis.learning_curves import error_curve, plot_learning_curve, time_to_accuracy
 from capsjax.analysis.reports import write_results
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
+from capsjax.training.steps import augmentation_options
 from capsjax.training.weights import load_weights, read_weights
 
 MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
@@ -43,6 +47,11 @@ def report(
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
     reached = time_to_accuracy(curve, MILESTONES)
+    options = augmentation_options(config)
+    if any(options.values()):  # what the model trained on, beside what it is tested on
+        figures["augmented_inputs"] = str(
+            augmentation_examples(test.images[:6], out / "augmented_inputs.png", key=jax.random.key(0), **options)
+        )
     return {
         "weights": str(weights_path),
         "weights_bytes": weights_path.stat().st_size,

@@ -85,6 +85,8 @@ def test_every_field_has_a_rule():
         ("--config.cnn.dropout=1", "config.cnn.dropout = 1.0: expected a number in \\[0, 1\\)"),
         ("--config.model=resnet", "config.model = 'resnet': expected one of \\['capsnet', 'cnn', "),  # ... every model
         ("--config.data.name=cifar", "config.data.name = 'cifar': expected one of"),
+        ("--config.data.rotate_degrees=200", "config.data.rotate_degrees = 200.0: expected a number of degrees in"),
+        ("--config.data.erase_size=-1", "config.data.erase_size = -1: expected"),
         (
             "--config.capsnet.routing.name=capsule_em",
             "config.capsnet.routing.name = 'capsule_em': expected one of "

@@ -154,7 +154,10 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
     from test_efficient_capsnet import tiny_efficient_config
 
     data = write_fake_mnist(tmp_path / "mnist", train=128, test=64)
-    config = tiny_config(epochs=2) if model == "capsnet" else tiny_efficient_config(epochs=2)
+    from capsjax.training.config import DataConfig
+
+    augmented = DataConfig(max_shift=0, rotate_degrees=30.0, margin_shift=True, squish_pixels=7, erase_size=4)
+    config = tiny_config(epochs=2) if model == "capsnet" else tiny_efficient_config(epochs=2, data=augmented)
     summary = train_and_evaluate(config, tmp_path / "run", data_dir=data, progress=False)
     weights = tmp_path / "model.msgpack"
     assert main(["export", "--workdir", str(tmp_path / "run"), "--output", str(weights)]) == 0
@@ -167,9 +170,15 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
     assert set(results["time_to_accuracy"]) == {"99", "99.5", "99.6"}
     assert results["training_hours"] > 0 and results["paper_error_percent"] == 0.26
     assert ("couplings" in results["figures"]) == (model == "capsnet")
+    assert ("augmented_inputs" in results["figures"]) == (model == "efficient_capsnet")  # it trained augmented
     text = markdown(results)
     assert f"{100 * results['test_accuracy_from_weights']:.2f}%" in text and "| 99.6% |" in text
-    for name in ("learning_curve.png", "capsule_dimensions.png", "reconstructions_and_failures.png"):
+    for name in (
+        "learning_curve.png",
+        "capsule_dimensions.png",
+        "reconstructions_and_failures.png",
+        *(["augmented_inputs.png"] if model == "efficient_capsnet" else []),
+    ):
         assert np.asarray(Image.open(tmp_path / "out" / name).convert("L")).std() > 5, name
     if model == "efficient_capsnet":  # the script end to end, its results named by --stem
         args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]

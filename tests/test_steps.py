@@ -58,3 +58,23 @@ def test_train_step_compiles_once_and_learns(model):
     assert int(state.step) == 8
     chex.assert_tree_all_finite(state.params)
     assert losses[-1] < losses[0]
+
+
+def test_train_step_applies_the_configured_augmentation_reproducibly():
+    from capsjax.training.config import DataConfig
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((32, 28, 28, 1), np.uint8)
+    images[:, 8:20, 10:18] = rng.integers(1, 256, (32, 12, 8, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 32).astype(np.int32)
+
+    def first_loss(**augmentation):
+        config = tiny_config(data=DataConfig(max_shift=0, **augmentation))
+        graphdef, state = init_state(config)
+        return float(make_train_step(graphdef, config)(state, images, labels)[1]["loss"])
+
+    plain = first_loss()
+    for option in [dict(rotate_degrees=30.0), dict(margin_shift=True), dict(squish_pixels=7), dict(erase_size=4)]:
+        augmented = first_loss(**option)
+        assert augmented != plain, option  # the images the model saw changed
+        assert first_loss(**option) == augmented  # and the same run sees the same ones again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pathlib
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from matplotlib.figure import Figure
@@ -13,6 +14,7 @@ from capsjax.analysis.probes import PAPER_DELTAS, couplings_by_iteration, pertur
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.image_files import reconstruction_grid, save_png, tile
 from capsjax.nn.capsnet import CapsNet
+from capsjax.ops.augmentation import augment_batch
 from capsjax.ops.preprocess import to_float
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.evaluation import model_outputs
@@ -113,6 +115,17 @@ def model_figures(model, dataset: ArrayDataset, out_dir, *, examples: int = 3) -
     if isinstance(model, CapsNet):  # couplings after 1, 2, 3 iterations of dynamic routing
         figures["couplings"] = str(plot_couplings(model, dataset.images[0], out_dir / "couplings.png"))
     return figures
+
+
+def augmentation_examples(images, path: pathlib.Path, *, key, copies: int = 7, **options) -> pathlib.Path:
+    """A grid: each row one of ``images`` (uint8 ``[n, h, w, c]``), then ``copies`` random augmentations
+    of it by :func:`capsjax.ops.augmentation.augment` with ``options``, as a PNG at ``path``."""
+    images = to_float(np.asarray(images))
+    repeated = jnp.repeat(images, copies, axis=0)
+    augmented = np.asarray(augment_batch(repeated, key, **options)).reshape(len(images), copies, *images.shape[1:])
+    rows = np.concatenate([np.asarray(images)[:, None], augmented], axis=1)
+    save_png(path, tile(rows.reshape(-1, *images.shape[1:]), columns=copies + 1), scale=3)
+    return path
 
 
 def plot_predictions(images, labels, predictions: dict, path: pathlib.Path, *, columns: int = 8) -> pathlib.Path:

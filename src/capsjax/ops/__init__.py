@@ -5,8 +5,9 @@ The lowest layer of capsjax: it imports JAX and nothing else of the package. Mod
 algorithms), ``attention_routing`` (Efficient-CapsNet's self-attention routing, inverted dot-product
 attention routing), ``em_routing`` (EM routing between matrix capsules), ``matrix_votes`` (votes of
 matrix capsules, coordinate addition), ``routing_types``, ``masking`` (class masks),
-``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings) and
-``preprocess`` (uint8 to float, random shifts).
+``losses`` (eq. 4 and the reconstruction loss), ``convolution`` (conv lowerings),
+``preprocess`` (uint8 to float, random shifts and crops) and ``augmentation`` (rotations, squishes,
+erased patches and shifts within the margins, by resampling).
 
 Values are not checked here (these functions run under ``jit``, where they cannot be): NaN or
 infinite inputs propagate to NaN outputs and gradients, never to an error or a silent finite value.
@@ -15,6 +16,7 @@ The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite 
 """
 
 from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
+from capsjax.ops.augmentation import augment, augment_batch
 from capsjax.ops.convolution import conv2d, depthwise_conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
 from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
@@ -34,6 +36,8 @@ from capsjax.ops.voting import capsule_votes
 
 __all__ = [
     "EMRoutingResult",
+    "augment",
+    "augment_batch",
     "efficient_squash",
     "em_routing",
     "em_routing_fn",

@@ -38,6 +38,13 @@ class DataConfig:
     resizes every image to ``resize x resize`` when loaded; ``crop`` > 0 trains on random
     ``crop x crop`` windows (on device) and tests on the centre one (smallNORB's recipe: resize 48,
     crop 32).
+
+    Training images are augmented on device (test images never are): random shifts of up to
+    ``max_shift`` pixels (the CapsNet paper's 2), and, off by default, Efficient-CapsNet's MNIST
+    augmentation (:mod:`capsjax.ops.augmentation`): rotations up to ``rotate_degrees`` (30),
+    ``margin_shift`` (moves within the empty margins), horizontal squishes up to ``squish_pixels``
+    (7) and an erased ``erase_size`` square (4). Data whose targets a generator placed (MultiMNIST)
+    is not augmented.
     """
 
     name: str = "mnist"
@@ -49,6 +56,10 @@ class DataConfig:
     test_examples: int | None = None
     max_shift: int = 2
     canvas: int = 0
+    rotate_degrees: float = 0.0
+    margin_shift: bool = False
+    squish_pixels: int = 0
+    erase_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +272,10 @@ _RULES = {
     "data.test_examples": _POSITIVE_OR_NONE,
     "data.max_shift": _NON_NEGATIVE,
     "data.canvas": _NON_NEGATIVE,
+    "data.rotate_degrees": (lambda v: _non_negative_number(v) and v <= 180, "a number of degrees in [0, 180]"),
+    "data.margin_shift": (lambda v: isinstance(v, bool), "true or false"),
+    "data.squish_pixels": _NON_NEGATIVE,
+    "data.erase_size": _NON_NEGATIVE,
     "data.path": (lambda v: v is None or (isinstance(v, str) and v != ""), "None or a path"),
     "data.test_fraction": (lambda v: _positive_number(v) and v < 1, "a number within (0, 1)"),
     "data.resize": _NON_NEGATIVE,

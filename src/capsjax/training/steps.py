@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from capsjax.nn.interface import with_mode
+from capsjax.ops.augmentation import augment_batch
 from capsjax.ops.preprocess import crop_batch, shift_batch, to_float
 from capsjax.training.config import TrainConfig
 from capsjax.training.objectives import classification_loss, compute_losses, correct_predictions
@@ -26,8 +27,8 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
 
     Augmentation (random ``config.data.crop`` crops, random shifts of ``config.data.max_shift``
-    pixels) runs on device inside the
-    step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
+    pixels, the rotations, squishes and erased patches of :func:`augmentation_options`) runs on
+    device inside the step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
     resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
     whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
     whose were not leaves the parameters and the optimizer state as they were. Gradients and the
@@ -45,8 +46,12 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
             images = crop_batch(images, jax.random.fold_in(key, 2), size=config.data.crop)
         if targets is not None:
             targets = to_float(targets)  # objects were placed by the data generator: no shifts
-        elif config.data.max_shift > 0:
-            images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
+        else:
+            options = augmentation_options(config)
+            if any(options.values()):
+                images = augment_batch(images, jax.random.fold_in(key, 3), **options)
+            if config.data.max_shift > 0:
+                images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
 
         def loss_fn(params, batch_stats):
             # copy: batch norm updates its statistics in place, which NNX allows only on variables
@@ -71,6 +76,17 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
     return jax.jit(train_step, donate_argnums=0)
+
+
+def augmentation_options(config: TrainConfig) -> dict:
+    """The keyword arguments of :func:`capsjax.ops.augmentation.augment` a config asks for."""
+    data = config.data
+    return {
+        "rotate_degrees": data.rotate_degrees,
+        "margin_shift": data.margin_shift,
+        "squish_pixels": data.squish_pixels,
+        "erase_size": data.erase_size,
+    }
 
 
 def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
