@@ -27,7 +27,6 @@ from capsjax.analysis.reports import write_results
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
-from capsjax.training.steps import augmentation_options
 from capsjax.training.weights import load_weights, read_weights
 
 MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
@@ -47,7 +46,7 @@ def report(
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
     reached = time_to_accuracy(curve, MILESTONES)
-    options = augmentation_options(config)
+    options = config.data.augmentation()
     if any(options.values()):  # what the model trained on, beside what it is tested on
         figures["augmented_inputs"] = str(
             augmentation_examples(test.images[:6], out / "augmented_inputs.png", key=jax.random.key(0), **options)

@@ -132,3 +132,31 @@ def test_cli_refuses_a_bad_config_before_writing_anything(tmp_path):
         "capsjax train: error: config.batch_size = 0: expected a positive integer"
     )
     assert "Traceback" not in result.stderr and not workdir.exists()
+
+
+def test_augmentation_the_images_cannot_take_is_refused_before_training(tmp_path):
+    from capsjax.training.config import DataConfig, check_augmentation
+    from capsjax.training.loop import train_and_evaluate
+    from helpers import tiny_config, write_fake_mnist
+
+    def refused(data, shape=(28, 28, 1), targets=False):
+        with pytest.raises(ConfigError) as info:
+            check_augmentation(TrainConfig(data=data), shape, has_targets=targets)
+        return str(info.value)
+
+    assert refused(DataConfig(squish_pixels=28)) == (
+        "config.data.squish_pixels = 28: expected fewer than the image width 28"
+    )
+    assert refused(DataConfig(erase_size=14)) == "config.data.erase_size = 14: expected at most 13 for 28x28 images"
+    assert refused(DataConfig(erase_size=4), shape=(9, 40, 1)) == (
+        "config.data.erase_size = 4: expected at most 3 for 9x40 images"
+    )
+    assert refused(DataConfig(name="multimnist", rotate_degrees=30.0), targets=True) == (
+        "config.data.rotate_degrees = 30.0: expected off for data with generated targets (multimnist)"
+    )
+    check_augmentation(TrainConfig(data=DataConfig(squish_pixels=27, erase_size=13)), (28, 28, 1), has_targets=False)
+    check_augmentation(TrainConfig(), (28, 28, 1), has_targets=True)  # +-2 px shifts are not among them
+    data = write_fake_mnist(tmp_path / "mnist", train=64, test=32)
+    with pytest.raises(ConfigError, match="config.data.squish_pixels = 40"):
+        train_and_evaluate(tiny_config(data=DataConfig(squish_pixels=40)), tmp_path / "run", data_dir=data)
+    assert not (tmp_path / "run" / "config.json").exists()

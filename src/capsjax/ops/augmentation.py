@@ -17,6 +17,8 @@ import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 from jaxtyping import Array, Float
 
+from capsjax.ops.preprocess import shift
+
 Image = Float[Array, "height width channels"]
 
 _SPREAD = 0.33  # the standard deviation of the official code's random fractions
@@ -59,14 +61,36 @@ def rotate(image: Image, degrees: jax.typing.ArrayLike) -> Image:
 
 
 def squish(image: Image, pixels: jax.typing.ArrayLike) -> Image:
-    """ONE image squeezed horizontally about its centre to ``width - pixels`` columns (zeros beside it)."""
+    """ONE image squeezed horizontally about its centre to ``width - pixels`` columns (zeros beside it).
+
+    Args:
+      image: ``[height, width, channels]``.
+      pixels: columns to remove, ``0 <= pixels < width`` (fractions blend the edge columns).
+
+    Returns:
+      ``[height, width, channels]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.augmentation import squish
+      >>> squish(jnp.ones((1, 6, 1)), 2)[0, :, 0].round(2).tolist()
+      [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    """
     height, width, _ = image.shape
     rows, cols, centre_row, centre_col = _centred_grid(height, width)
     return _resample(image, rows + centre_row, cols * width / (width - pixels) + centre_col)
 
 
 def erase(image: Image, top: jax.typing.ArrayLike, left: jax.typing.ArrayLike, *, size: int) -> Image:
-    """ONE image with the ``size x size`` patch whose top-left pixel is ``(top, left)`` set to zero."""
+    """ONE image ``[height, width, channels]`` with the ``size x size`` patch whose top-left pixel is
+    ``(top, left)`` set to zero (the part of it inside the image).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.augmentation import erase
+      >>> erase(jnp.ones((3, 3, 1)), 1, 1, size=2)[..., 0].tolist()
+      [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    """
     height, width, _ = image.shape
     inside_rows = (jnp.arange(height) >= top) & (jnp.arange(height) < top + size)
     inside_cols = (jnp.arange(width) >= left) & (jnp.arange(width) < left + size)
@@ -74,17 +98,20 @@ def erase(image: Image, top: jax.typing.ArrayLike, left: jax.typing.ArrayLike, *
     return jnp.where(patch[..., None], 0.0, image).astype(image.dtype)
 
 
-def shift(image: Image, rows: jax.typing.ArrayLike, cols: jax.typing.ArrayLike) -> Image:
-    """ONE image moved down by ``rows`` and right by ``cols`` whole pixels (negative: up, left); zeros come in."""
-    height, width, channels = image.shape
-    padded = jnp.pad(image, ((height, height), (width, width), (0, 0)))
-    return jax.lax.dynamic_slice(padded, (height - rows, width - cols, 0), (height, width, channels))
-
-
 def margins(image: Image) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Empty rows above and below, and empty columns left and right, of ONE image's non-zero pixels.
 
-    A blank image has margins ``(0, 0, 0, 0)``: nothing to move.
+    Args:
+      image: ``[height, width, channels]``; a pixel counts when any channel is non-zero.
+
+    Returns:
+      ``(top, bottom, left, right)``, int32 scalars; a blank image has ``(0, 0, 0, 0)``: nothing to move.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.augmentation import margins
+      >>> [int(m) for m in margins(jnp.zeros((5, 6, 1)).at[1:3, 2, 0].set(1.0))]
+      [1, 2, 2, 3]
     """
     height, width, _ = image.shape
     filled_rows = jnp.any(image != 0, axis=(1, 2))
@@ -96,33 +123,45 @@ def margins(image: Image) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
 
 
 def random_rotate(image: Image, key: jax.Array, *, max_degrees: float) -> Image:
-    """Rotate ONE image by ``r * max_degrees`` with a random sign, ``r`` a random fraction; half of
-    the images are left as they are (as the official code does)."""
+    """Rotate ONE image ``[height, width, channels]`` by ``r * max_degrees`` with a random sign, ``r``
+    a random fraction; half of the images are left as they are (as the official code does)."""
     angle_key, keep_key = jax.random.split(key)
     angle = max_degrees * jnp.clip(_SPREAD * jax.random.normal(angle_key), -0.9999, 0.9999)
     return jnp.where(jax.random.bernoulli(keep_key), image, rotate(image, angle))
 
 
 def random_squish(image: Image, key: jax.Array, *, max_pixels: int) -> Image:
-    """Squish ONE image horizontally by 1 to ``max_pixels`` columns (``1 + floor(r * max_pixels)``)."""
+    """Squish ONE image ``[height, width, channels]`` horizontally by 1 to ``max_pixels`` columns
+    (``1 + floor(r * max_pixels)``, ``r`` a random fraction); ``max_pixels`` must be below the width."""
     if max_pixels >= image.shape[1]:
         raise ValueError(f"max_pixels={max_pixels}: a squish must leave columns of the {image.shape[1]}-wide image")
     return squish(image, 1 + jnp.floor(_fraction(key) * max_pixels))
 
 
 def random_erase(image: Image, key: jax.Array, *, size: int) -> Image:
-    """Zero a ``size x size`` patch of ONE image whose top-left pixel is uniform in ``[size, side - size]``
-    on each axis (the official code's 4x4 patch lies 4 to 22 pixels from the top-left of MNIST)."""
+    """Zero a ``size x size`` patch of ONE image whose top-left pixel is uniform in
+    ``[size, side - size - 2]`` on each axis: 4 to 22 for MNIST's 4x4 patch, as the official code.
+
+    Args:
+      image: ``[height, width, channels]``.
+      key: a PRNG key.
+      size: the patch's side, at most ``(min(height, width) - 2) // 2``.
+
+    Returns:
+      ``[height, width, channels]``, 16 pixels (per channel) zero for ``size=4``.
+    """
     height, width, _ = image.shape
-    if 2 * size > min(height, width):
-        raise ValueError(f"erase size={size}: must be at most half the image side, got a {height}x{width} image")
-    top, left = jax.random.randint(key, (2,), size, jnp.array([height - size + 1, width - size + 1]))
+    if size > (min(height, width) - 2) // 2:  # the corner's range [size, side - size - 2] must not be empty
+        largest = (min(height, width) - 2) // 2
+        raise ValueError(f"erase size={size}: must be at most {largest} for a {height}x{width} image")
+    top, left = jax.random.randint(key, (2,), size, jnp.array([height - size - 1, width - size - 1]))
     return erase(image, top, left, size=size)
 
 
 def random_margin_shift(image: Image, key: jax.Array) -> Image:
-    """Shift ONE image up or down and left or right by a random fraction of the empty margin on that
-    side, so the object moves but never leaves the image (nothing is lost)."""
+    """Shift ONE image ``[height, width, channels]`` up or down and left or right by a random fraction
+    of the empty margin on that side (whole pixels, up to all of it), so the object moves but never
+    leaves the image: nothing is lost."""
     amount_key, direction_key = jax.random.split(key)
     fraction = _fraction(amount_key, (2,))
     down, right = jax.random.bernoulli(direction_key, shape=(2,))

@@ -19,6 +19,22 @@ def to_float(images: UInt8[Array, "..."]) -> Float[Array, "..."]:
     return jnp.asarray(images).astype(jnp.float32) / 255.0
 
 
+def shift(
+    image: Float[Array, "height width channels"], rows: jax.typing.ArrayLike, cols: jax.typing.ArrayLike
+) -> Float[Array, "height width channels"]:
+    """ONE image moved down by ``rows`` and right by ``cols`` whole pixels (negative: up, left); zeros come in.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.preprocess import shift
+      >>> shift(jnp.arange(1.0, 5.0).reshape(2, 2, 1), 1, -1)[..., 0].tolist()
+      [[0.0, 0.0], [2.0, 0.0]]
+    """
+    height, width, channels = image.shape
+    padded = jnp.pad(image, ((height, height), (width, width), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (height - rows, width - cols, 0), (height, width, channels))
+
+
 def random_shift(
     image: Float[Array, "height width channels"], key: jax.Array, *, max_shift: int = 2
 ) -> Float[Array, "height width channels"]:
@@ -28,10 +44,8 @@ def random_shift(
     """
     if max_shift == 0:
         return image
-    height, width, channels = image.shape
-    padded = jnp.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)))
     offsets = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
-    return jax.lax.dynamic_slice(padded, (offsets[0], offsets[1], 0), (height, width, channels))
+    return shift(image, max_shift - offsets[0], max_shift - offsets[1])
 
 
 def shift_batch(

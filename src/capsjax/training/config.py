@@ -61,6 +61,15 @@ class DataConfig:
     squish_pixels: int = 0
     erase_size: int = 0
 
+    def augmentation(self) -> dict:
+        """The keyword arguments of :func:`capsjax.ops.augmentation.augment` these settings ask for."""
+        return {
+            "rotate_degrees": self.rotate_degrees,
+            "margin_shift": self.margin_shift,
+            "squish_pixels": self.squish_pixels,
+            "erase_size": self.erase_size,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
@@ -378,6 +387,37 @@ def validate(config: TrainConfig) -> TrainConfig:
         if not rule(value):
             raise ConfigError(f"config.{path} = {value!r}: expected {allowed}")
     return config
+
+
+def check_augmentation(config: TrainConfig, image_shape: Sequence[int], *, has_targets: bool) -> None:
+    """Check that the training images can take ``config.data``'s augmentation, once their shape is known.
+
+    Args:
+      config: the run's config.
+      image_shape: ``(height, width, channels)`` of the training images as the model sees them.
+      has_targets: the data comes with generated reconstruction targets (MultiMNIST), which a
+        rotation, squish, erased patch or margin shift of the input would no longer match.
+
+    Raises:
+      ConfigError: one line naming the field, its value and what the images allow.
+    """
+    height, width = image_shape[0], image_shape[1]
+    asked = {name: value for name, value in config.data.augmentation().items() if value}
+    if has_targets and asked:
+        name, value = next(iter(asked.items()))
+        raise ConfigError(
+            f"config.data.{name} = {value!r}: expected off for data with generated targets ({config.data.name})"
+        )
+    if config.data.squish_pixels >= width:
+        raise ConfigError(
+            f"config.data.squish_pixels = {config.data.squish_pixels}: expected fewer than the image width {width}"
+        )
+    largest_patch = (min(height, width) - 2) // 2
+    if config.data.erase_size > largest_patch:
+        raise ConfigError(
+            f"config.data.erase_size = {config.data.erase_size}: expected at most {largest_patch} "
+            f"for {height}x{width} images"
+        )
 
 
 def to_dict(config) -> dict:

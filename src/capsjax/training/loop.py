@@ -41,7 +41,14 @@ from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
 from capsjax.data.pipeline import eval_batches, prefetch, train_batches
 from capsjax.nn.registry import MODELS, count_params
 from capsjax.training.checkpoint import Checkpointer
-from capsjax.training.config import TrainConfig, read_config, recorded_data_dir, save_config, validate
+from capsjax.training.config import (
+    TrainConfig,
+    check_augmentation,
+    read_config,
+    recorded_data_dir,
+    save_config,
+    validate,
+)
 from capsjax.training.datasets import load_data_split
 from capsjax.training.distributed import DistributedError, any_process, first_line, is_peer_failure, is_primary
 from capsjax.training.evaluation import evaluate, model_outputs
@@ -214,6 +221,7 @@ def train_and_evaluate(
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
     train_set, test_set = load_data(config, data_dir)
     config = size_model_to_data(config, train_set, test_set)
+    check_augmentation(config, test_set.images.shape[1:], has_targets=train_set.targets is not None)
     if resumed_from is not None and resumed_from != config and primary:
         log.warning("resuming with a config that differs from %s; the new one is used", config_path)
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.

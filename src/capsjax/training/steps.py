@@ -27,7 +27,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
 
     Augmentation (random ``config.data.crop`` crops, random shifts of ``config.data.max_shift``
-    pixels, the rotations, squishes and erased patches of :func:`augmentation_options`) runs on
+    pixels, the rotations, squishes and erased patches of ``config.data.augmentation()``) runs on
     device inside the step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
     resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
     whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
@@ -47,7 +47,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         if targets is not None:
             targets = to_float(targets)  # objects were placed by the data generator: no shifts
         else:
-            options = augmentation_options(config)
+            options = config.data.augmentation()
             if any(options.values()):
                 images = augment_batch(images, jax.random.fold_in(key, 3), **options)
             if config.data.max_shift > 0:
@@ -76,17 +76,6 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
     return jax.jit(train_step, donate_argnums=0)
-
-
-def augmentation_options(config: TrainConfig) -> dict:
-    """The keyword arguments of :func:`capsjax.ops.augmentation.augment` a config asks for."""
-    data = config.data
-    return {
-        "rotate_degrees": data.rotate_degrees,
-        "margin_shift": data.margin_shift,
-        "squish_pixels": data.squish_pixels,
-        "erase_size": data.erase_size,
-    }
 
 
 def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
