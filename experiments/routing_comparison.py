@@ -1,11 +1,15 @@
 """Routing algorithms compared in one CapsNet (issue 13, item 6).
 
 The same CapsNet (the budget's size), data, loss and schedule, differing only in
-``capsnet.routing``: dynamic routing with 1 and 3 iterations (Sabour et al. 2017; one iteration
-couples every primary capsule uniformly, c_ij = 1/10: it is the no-routing baseline), EM routing
-(Hinton et al. 2018; 3 iterations; in CapsNet its output capsules are the clusters' means and the
-class scores their lengths, as for every routing here), self-attention routing (Mazzia et al. 2021)
-and inverted dot-product routing (Tsai et al. 2020; 3 iterations). Each is trained and tested on
+``capsnet.routing`` and in how the class capsules score their classes: dynamic routing with 1 and
+3 iterations (Sabour et al. 2017; class scores: the capsules' lengths; one iteration couples every
+primary capsule uniformly, c_ij = 1/10: it is the no-routing baseline), EM routing (Hinton et al.
+2018; 3 iterations; in CapsNet its output capsules are the clusters' means, its input activations
+the primary capsules' lengths, beta_u and beta_a learned, and the class scores its output
+activations), self-attention routing (Mazzia et al. 2021; learned priors; lengths) and inverted
+dot-product routing (Tsai et al. 2020; 3 iterations; its layer norm's scale and offset learned;
+the class scores a learned linear readout of each class capsule's pose, as that paper classifies).
+Each is trained and tested on
 
 - MNIST and Fashion-MNIST;
 - affine: MNIST on a 40x40 canvas with +-2 px training shifts, as experiments/affine_robustness.py
@@ -42,13 +46,18 @@ from capsjax.training.evaluation import evaluate_checkpoint
 from capsjax.training.sweeps import run_variants, summarise
 from multimnist import multimnist_config
 
-# variant: (routing name, iterations, what it is)
+# variant: (routing name, iterations, class scores, what it is)
 ROUTINGS = {
-    "dynamic1": ("dynamic", 1, "dynamic, 1 iteration = no routing (uniform c_ij = 1/classes)"),
-    "dynamic3": ("dynamic", 3, "dynamic, 3 iterations"),
-    "em": ("em", 3, "EM, 3 iterations"),
-    "self_attention": ("self_attention", 1, "self-attention (no iterations)"),
-    "inverted_dot_product": ("inverted_dot_product", 3, "inverted dot-product, 3 iterations"),
+    "dynamic1": ("dynamic", 1, "length", "dynamic, 1 iteration = no routing (uniform c_ij = 1/classes)"),
+    "dynamic3": ("dynamic", 3, "length", "dynamic, 3 iterations"),
+    "em": ("em", 3, "activation", "EM, 3 iterations; scores: output activations"),
+    "self_attention": ("self_attention", 1, "length", "self-attention (no iterations), learned priors"),
+    "inverted_dot_product": (
+        "inverted_dot_product",
+        3,
+        "linear",
+        "inverted dot-product, 3 iterations; scores: linear readout of the poses",
+    ),
 }
 DATASETS = {
     "mnist": "MNIST",
@@ -79,12 +88,14 @@ def dataset_config(base, dataset: str, budget: str):
 
 
 def variants(config, names):
-    """CapsNet configs that differ only in ``capsnet.routing`` (name and iterations)."""
+    """CapsNet configs that differ only in ``capsnet.routing`` (name and iterations) and in how the
+    class capsules give the class scores (``capsnet.scores``: what each routing's paper uses)."""
     out = {}
     for name in names:
-        routing_name, iters, _ = ROUTINGS[name]
-        routing = dataclasses.replace(config.capsnet.routing, name=routing_name, num_iters=iters)
-        out[name] = dataclasses.replace(config, capsnet=dataclasses.replace(config.capsnet, routing=routing))
+        routing_name, iters, scores, _ = ROUTINGS[name]
+        routing = dataclasses.replace(config.capsnet.routing, name=routing_name, num_iters=iters, learn=True)
+        capsnet = dataclasses.replace(config.capsnet, routing=routing, scores=scores)
+        out[name] = dataclasses.replace(config, capsnet=capsnet)
     return out
 
 
@@ -135,7 +146,7 @@ def markdown(results: dict, names, header: str) -> str:
         errors = " | ".join(f"{results[d][name]['mean']:.2f} +- {results[d][name]['std']:.2f}" for d in datasets)
         row = first[name]
         lines.append(
-            f"| {name} | {ROUTINGS[name][2]} | {errors} | {row['parameters']:,} | {row['mflop_per_image']:.2f} | "
+            f"| {name} | {ROUTINGS[name][3]} | {errors} | {row['parameters']:,} | {row['mflop_per_image']:.2f} | "
             f"{row['train_examples_per_sec']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -171,7 +182,10 @@ def main():
     out = {
         "budget": args.budget,
         "seeds": list(seeds),
-        "variants": {name: {"routing": ROUTINGS[name][0], "num_iters": ROUTINGS[name][1]} for name in names},
+        "variants": {
+            name: {"routing": ROUTINGS[name][0], "num_iters": ROUTINGS[name][1], "scores": ROUTINGS[name][2]}
+            for name in names
+        },
         "datasets": results,
     }
     table = write_results(workdir, out, markdown(results, names, header), stem=STEM)

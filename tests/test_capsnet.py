@@ -130,3 +130,40 @@ def test_dynamic_routing_options_are_refused_for_other_algorithms():
     config = CapsNetConfig(conv_channels=8, primary_types=2, routing=RoutingConfig(name="em", leaky=True))
     with pytest.raises(ValueError, match="routing.leaky and routing.stop_gradient apply to dynamic routing, not 'em'"):
         CapsNet(config, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("routing, scores", [("em", "activation"), ("inverted_dot_product", "linear")])
+def test_class_scores_from_the_routings_activations_or_a_linear_readout(routing, scores):
+    from capsjax.ops.squashing import safe_norm
+
+    config = CapsNetConfig(
+        conv_channels=16,
+        primary_types=4,
+        class_dim=8,
+        decoder_hidden=(32,),
+        routing=RoutingConfig(name=routing),
+        scores=scores,
+    )
+    model = CapsNet(config, rngs=nnx.Rngs(0))
+    images = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+    out = model(images)
+    routed = model.classes(model.primary_capsules(images))
+    if scores == "activation":
+        expected = routed.activations
+    else:
+        logits = jnp.einsum("bkd,kd->bk", routed.v, model.readout.weight[...]) + model.readout.bias[...][None]
+        expected = jax.nn.sigmoid(logits)
+    np.testing.assert_allclose(out.scores, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out.scores, safe_norm(routed.v, eps=1e-9))  # not the lengths
+    assert bool(jnp.all((out.scores > 0) & (out.scores < 1)))
+    # unlabelled reconstruction decodes the capsule of the best score
+    best = jax.nn.one_hot(jnp.argmax(out.scores, -1), 10)
+    np.testing.assert_allclose(out.reconstructions, model.decoder(out.capsules, best), rtol=1e-5, atol=1e-6)
+
+
+def test_activation_scores_need_a_routing_that_gives_activations():
+    config = CapsNetConfig(
+        conv_channels=16, primary_types=4, class_dim=8, routing=RoutingConfig(name="dynamic"), scores="activation"
+    )
+    with pytest.raises(ValueError, match="config.scores = 'activation': routing 'dynamic' gives no activations"):
+        CapsNet(config, rngs=nnx.Rngs(0))

@@ -270,3 +270,20 @@ def test_the_experiment_config_is_the_papers_recipe_at_a_cpu_batch():
     assert config.optim.decay_steps == 60_000 // config.batch_size  # 0.97 per epoch
     assert config.loss.margin_reduction == "sum"
     np.testing.assert_allclose(config.loss.recon_weight * 28 * 28, 0.392)  # 0.392 x mean squared error
+
+
+def test_finite_value_and_gradient_for_zero_images_and_jit_equals_no_jit():
+    model = with_mode(EfficientCapsNet(TINY, rngs=nnx.Rngs(0)), training=False)
+    labels = jnp.array([1, 2])
+
+    def loss(model, images):
+        out = model(images, labels)
+        return jnp.sum(out.scores) + jnp.sum(out.reconstructions)
+
+    value, grads = nnx.jit(nnx.value_and_grad(loss))(model, jnp.zeros((2, 28, 28, 1)))
+    assert bool(jnp.isfinite(value))
+    chex.assert_tree_all_finite(nnx.state(grads, nnx.Param))
+    images = jax.random.uniform(jax.random.key(3), (2, 28, 28, 1))
+    eager = model(images, reconstruct=False).scores
+    jitted = nnx.jit(lambda model, images: model(images, reconstruct=False).scores)(model, images)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)

@@ -12,7 +12,6 @@ from capsjax import (
     RoutedCapsules,
     capsule_votes,
     dynamic_routing,
-    self_attention_routing,
 )
 
 
@@ -33,21 +32,39 @@ def test_routed_capsules_equals_pure_functions():
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
 
 
+LEARNED = {  # routing -> (its learned parameters and their shapes for 6 -> 3 capsules of 5D, its function)
+    "self_attention": ({"log_priors": (6, 3)}, "self_attention_routing"),
+    "em": ({"beta_u": (3,), "beta_a": (3,)}, "em_routing_fn"),
+    "inverted_dot_product": ({"norm_scale": (5,), "norm_offset": (5,)}, "inverted_dot_product_routing"),
+}
+
+
 @pytest.mark.parametrize("chunk_size", [0, 2])
-def test_routed_capsules_pass_learned_log_priors_to_self_attention_routing(chunk_size):
+@pytest.mark.parametrize("routing", sorted(LEARNED))
+def test_routed_capsules_learn_and_pass_their_routings_parameters_and_activations(routing, chunk_size):
+    import capsjax.ops as ops
+    from capsjax.ops.squashing import safe_norm
+
+    shapes, function = LEARNED[routing]
     layer = RoutedCapsules(
-        6, 4, 3, 5, routing="self_attention", num_iters=1, log_priors=True, chunk_size=chunk_size, rngs=nnx.Rngs(0)
+        6, 4, 3, 5, routing=routing, num_iters=2, learn_routing=True, chunk_size=chunk_size, rngs=nnx.Rngs(0)
     )
-    chex.assert_shape(layer.log_priors[...], (6, 3))
-    layer.log_priors[...] = 0.1 * jax.random.normal(jax.random.key(2), (6, 3))
+    assert layer.learned_names == tuple(shapes)
+    assert {name: getattr(layer, name)[...].shape for name in shapes} == shapes
+    for k, name in enumerate(shapes):  # away from their initial values, so that passing them matters
+        getattr(layer, name)[...] += 0.3 * jax.random.normal(jax.random.key(k + 5), shapes[name])
     u = 0.3 * jax.random.normal(jax.random.key(1), (3, 6, 4))
     out = layer(u)
+    assert (out.activations is not None) == (routing == "em")
     for k in range(3):
         votes = capsule_votes(u[k], layer.W[...])
-        expected = self_attention_routing(votes, log_priors=layer.log_priors[...])
+        learned = {name: getattr(layer, name)[...] for name in shapes}
+        extra = {"activations": safe_norm(u[k], eps=1e-9)} if routing == "em" else {}  # the input capsules' lengths
+        expected = getattr(ops, function)(votes, num_iters=2, **learned, **extra)
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="log_priors: the routing function 'dynamic' takes no log priors"):
-        RoutedCapsules(6, 4, 3, 5, log_priors=True, rngs=nnx.Rngs(0))
+    fixed = RoutedCapsules(6, 4, 3, 5, routing=routing, num_iters=2, rngs=nnx.Rngs(0))
+    assert fixed.learned_names == () and not any(hasattr(fixed, name) for name in shapes)
+    assert RoutedCapsules(6, 4, 3, 5, learn_routing=True, rngs=nnx.Rngs(0)).learned_names == ()  # dynamic: none
 
 
 def test_routed_capsules_accepts_custom_routing_and_remat():

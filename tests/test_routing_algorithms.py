@@ -41,6 +41,52 @@ def test_check_routing_passes(name):
     check_routing(get_routing(name), orders=orders, modes=("rev",)).raise_if_failed()
 
 
+def learned_inputs(name, in_caps=12, out_caps=4, dim=6, seed=3):
+    """Random values of a routing's inputs besides the votes (EM's activations, the learned parameters)."""
+    rng = np.random.default_rng(seed)
+    if name == "em":
+        return {
+            "activations": rng.uniform(0.05, 0.95, in_caps),
+            "beta_u": 0.3 * rng.standard_normal(out_caps),
+            "beta_a": 0.3 * rng.standard_normal(out_caps),
+        }
+    if name == "inverted_dot_product":
+        return {"norm_scale": 1 + 0.3 * rng.standard_normal(dim), "norm_offset": 0.3 * rng.standard_normal(dim)}
+    return {"log_priors": 0.3 * rng.standard_normal((in_caps, out_caps))}
+
+
+@pytest.mark.parametrize("name", ["self_attention", "inverted_dot_product", "em"])
+def test_check_routing_passes_with_activations_and_learned_parameters(name):
+    """The checks again away from the defaults of EM's activations and betas, the layer norm's scale and
+    offset and the log priors; first order, both modes (EM's activations then vary: the (0, 1) check runs)."""
+    from capsjax.testing import CHECKS
+
+    # Efficient-CapsNet adds its priors to the softmax's couplings (eq. 6): with priors they need not sum to 1
+    skip = {"couplings_nonnegative", "couplings_sum_to_one"} if name == "self_attention" else set()
+    checks = [check for check in CHECKS if check not in skip] + ["gradients_order_1"]
+    check_routing(get_routing(name), orders=(1,), checks=checks, **learned_inputs(name)).raise_if_failed()
+
+
+@pytest.mark.parametrize("name", ["inverted_dot_product", "em"])
+def test_gradients_in_the_learned_parameters_orders_1_and_2(name, x64):
+    """float64 check_grads of every input, not only the votes: EM's activations, beta_u and beta_a; the
+    layer norm's scale and offset. Small sizes keep the second order cheap."""
+    from jax.test_util import check_grads
+
+    rng = np.random.default_rng(1)
+    V = 0.5 * rng.standard_normal((5, 3, 4))
+    inputs = learned_inputs(name, in_caps=5, out_caps=3, dim=4)
+    routing = get_routing(name)
+    weights = [rng.standard_normal(shape) for shape in ((3, 4), (5, 3), (3,))]
+
+    def scalar(votes, *values):
+        out = routing(votes, num_iters=2, **dict(zip(inputs, values, strict=True)))
+        total = jnp.sum(out.v * weights[0]) + jnp.sum(out.c * weights[1])
+        return total if out.activations is None else total + jnp.sum(out.activations * weights[2])
+
+    check_grads(scalar, (V, *inputs.values()), order=2, modes=("fwd", "rev"), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_routed_capsules_accepts_each_algorithm(name):
     layer = RoutedCapsules(12, 8, 4, 6, routing=name, chunk_size=2, rngs=nnx.Rngs(0))
@@ -140,9 +186,12 @@ def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
         em_routing(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
 
 
-@pytest.mark.parametrize("name", ["self_attention", "inverted_dot_product", "em"])
-def test_capsnet_trains_with_each_routing_by_config(name, tmp_path):
-    """The layer on top of the conv backbone: `--config.capsnet.routing.name=<name>` trains end to end."""
+@pytest.mark.parametrize(
+    "name, scores", [("self_attention", "length"), ("inverted_dot_product", "linear"), ("em", "activation")]
+)
+def test_capsnet_trains_with_each_routing_by_config(name, scores, tmp_path):
+    """The layer on top of the conv backbone: `--config.capsnet.routing.name=<name>` trains end to end,
+    with the class scores the routing comparison gives it."""
     import dataclasses
 
     from capsjax.training.config import apply_overrides
@@ -150,8 +199,9 @@ def test_capsnet_trains_with_each_routing_by_config(name, tmp_path):
     from helpers import tiny_config, write_fake_mnist
 
     data = write_fake_mnist(tmp_path / "mnist", train=64, test=32)
-    config = apply_overrides(tiny_config(epochs=1), [f"--config.capsnet.routing.name={name}"])
-    assert config.capsnet.routing.name == name
+    overrides = [f"--config.capsnet.routing.name={name}", f"--config.capsnet.scores={scores}"]
+    config = apply_overrides(tiny_config(epochs=1), overrides)
+    assert config.capsnet.routing.name == name and config.capsnet.scores == scores
     summary = train_and_evaluate(
         dataclasses.replace(config, eval_batch_size=32), tmp_path / "run", data_dir=data, progress=False
     )

@@ -10,13 +10,18 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from capsjax.nn.interface import ModelOutput, check_images
-from capsjax.nn.layers import Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.nn.layers import ClassReadout, Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
 from capsjax.ops.squashing import safe_norm
 
 
 @dataclasses.dataclass(frozen=True)
 class RoutingConfig:
-    """Routing between primary and class capsules; defaults are the paper's."""
+    """Routing between primary and class capsules; defaults are the paper's.
+
+    ``learn``: learn the routing algorithm's own parameters (EM's ``beta_u`` and ``beta_a``,
+    self-attention's log priors, inverted dot-product's layer-norm scale and offset; dynamic routing
+    has none), as their papers do; False keeps them at their initial values.
+    """
 
     name: str = "dynamic"
     num_iters: int = 3
@@ -25,11 +30,18 @@ class RoutingConfig:
     stop_gradient: bool = False
     remat: bool = False
     chunk_size: int | None = None  # examples per routing chunk; None: 1 on CPU, whole batch elsewhere
+    learn: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class CapsNetConfig:
-    """The CapsNet architecture. The defaults are the paper's MNIST network (8,215,568 parameters)."""
+    """The CapsNet architecture. The defaults are the paper's MNIST network (8,215,568 parameters).
+
+    ``scores``: how a class capsule gives its class's score (in [0, 1], for the margin loss):
+    ``"length"`` (the paper's), ``"activation"`` (the routing's output activations: EM routing's,
+    as in matrix capsules) or ``"linear"`` (a learned linear readout of each class capsule's pose
+    through a sigmoid, as inverted dot-product routing's paper classifies its capsules' poses).
+    """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
     num_classes: int = 10
@@ -45,6 +57,10 @@ class CapsNetConfig:
     w_init_std: float = 0.01
     conv_lowering: str = "auto"
     compute_dtype: str = "float32"
+    scores: str = "length"
+
+
+SCORES = ("length", "activation", "linear")
 
 
 def _routing_options(routing: RoutingConfig) -> dict:
@@ -121,9 +137,17 @@ class CapsNet(nnx.Module):
             use_bias=routing.bias,
             remat=routing.remat,
             chunk_size=routing.chunk_size,
+            learn_routing=routing.learn,
             w_init_std=config.w_init_std,
             dtype=dtype,
             rngs=rngs,
+        )
+        if config.scores not in SCORES:
+            raise ValueError(f"config.scores: expected one of {list(SCORES)}, got {config.scores!r}")
+        if config.scores == "activation" and not self.classes.takes_activations:
+            raise ValueError(f"config.scores = 'activation': routing {routing.name!r} gives no activations (EM does)")
+        self.readout = (
+            ClassReadout(config.num_classes, config.class_dim, rngs=rngs) if config.scores == "linear" else None
         )
         self.decoder = Decoder(
             config.num_classes,
@@ -146,6 +170,16 @@ class CapsNet(nnx.Module):
         """
         routed = self.classes(self.primary_capsules(x), fused=fused)
         return routed.v, routed.c
+
+    def class_scores(
+        self, capsules: Float[Array, "batch classes dim"], activations=None
+    ) -> Float[Array, "batch classes"]:
+        """Each class's score in [0, 1] by ``config.scores`` (``activations``: the routing's, ``[batch, classes]``)."""
+        if self.config.scores == "activation":
+            return activations
+        if self.config.scores == "linear":
+            return self.readout(capsules)
+        return safe_norm(capsules, eps=1e-9)
 
     def reconstruct(
         self, capsules: Float[Array, "batch classes dim"], mask: Float[Array, "batch classes"]
@@ -171,7 +205,8 @@ class CapsNet(nnx.Module):
         Returns:
           :class:`ModelOutput`.
         """
-        capsules, couplings = self.encode(x, fused=not reconstruct)
-        lengths = safe_norm(capsules, eps=1e-9)
-        reconstructions = self.decoder.by_labels(capsules, labels) if reconstruct else None
-        return ModelOutput(scores=lengths, capsules=capsules, reconstructions=reconstructions, couplings=couplings)
+        routed = self.classes(self.primary_capsules(x), fused=not reconstruct)
+        capsules = routed.v
+        scores = self.class_scores(capsules, routed.activations)
+        reconstructions = self.decoder.by_labels(capsules, labels, scores) if reconstruct else None
+        return ModelOutput(scores=scores, capsules=capsules, reconstructions=reconstructions, couplings=routed.c)

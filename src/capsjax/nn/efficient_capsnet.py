@@ -164,7 +164,7 @@ class EfficientCapsNet(nnx.Module):
             config.class_dim,
             routing="self_attention",
             num_iters=1,
-            log_priors=True,
+            learn_routing=True,
             chunk_size=0,  # the votes are small ([batch, 16, 10, 16] on MNIST): route the whole batch at once
             w_init_std=config.w_init_std,
             dtype=dtype,

@@ -16,6 +16,7 @@ from capsjax.ops.convolution import Lowering, conv2d, conv_output_size, depthwis
 from capsjax.ops.fused_routing import vote_and_route
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules
 from capsjax.ops.routing import RoutingFn, RoutingResult, dynamic_routing, get_routing
+from capsjax.ops.routing_types import LEARNED_ROUTING_PARAMETERS
 from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
@@ -138,9 +139,13 @@ class RoutedCapsules(nnx.Module):
     """A layer of capsules fed by routing-by-agreement from every capsule below.
 
     Parameters: ``W [in_caps, out_caps, out_dim, in_dim]`` (normal, std ``w_init_std``), if
-    ``use_bias``, ``bias [out_caps, out_dim]``, and if ``log_priors``, ``log_priors [in_caps,
-    out_caps]`` (zeros; Efficient-CapsNet's learned priors, passed to a routing function that takes
-    them, such as :func:`capsjax.self_attention_routing`). The forward pass is ``jax.vmap`` of
+    ``use_bias``, ``bias [out_caps, out_dim]``, and if ``learn_routing``, the routing function's own
+    learned parameters among :data:`capsjax.ops.routing_types.LEARNED_ROUTING_PARAMETERS`, each an
+    attribute of its name: ``log_priors [in_caps, out_caps]`` (zeros; Efficient-CapsNet's priors, of
+    :func:`capsjax.self_attention_routing`), ``beta_u``, ``beta_a [out_caps]`` (zeros; EM routing's),
+    ``norm_scale``, ``norm_offset [out_dim]`` (ones, zeros; the layer norm of inverted dot-product
+    routing); dynamic routing has none. A routing function that takes ``activations`` (EM) gets the
+    input capsules' lengths as their activations. The forward pass is ``jax.vmap`` of
     :func:`capsjax.capsule_votes` and of the routing function over the batch, or, with a
     ``chunk_size``, a loop over chunks of examples (:func:`jax.lax.map`) whose votes
     ``[chunk, in_caps, out_caps, out_dim]`` stay in the CPU cache while routing re-reads them, and
@@ -151,6 +156,7 @@ class RoutedCapsules(nnx.Module):
         :class:`capsjax.RoutingFn` signature.
       num_iters: routing iterations.
       routing_options: extra keyword arguments of the routing function (e.g. ``leaky=True``).
+      learn_routing: learn the routing function's own parameters (above).
       remat: wrap routing in ``jax.checkpoint`` (recompute it in the backward pass instead of
         storing its intermediates; cuts activation memory for large capsule counts).
       chunk_size: examples per chunk; 0 routes the whole batch at once; None (default) picks by
@@ -169,7 +175,7 @@ class RoutedCapsules(nnx.Module):
         num_iters: int = 3,
         routing_options: dict | None = None,
         use_bias: bool = False,
-        log_priors: bool = False,
+        learn_routing: bool = False,
         remat: bool = False,
         chunk_size: int | None = None,
         w_init_std: float = 0.01,
@@ -182,9 +188,13 @@ class RoutedCapsules(nnx.Module):
         self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
         self.routing_fn = get_routing(routing)
-        if log_priors and "log_priors" not in inspect.signature(self.routing_fn).parameters:
-            raise ValueError(f"log_priors: the routing function {routing!r} takes no log priors")
-        self.log_priors = nnx.Param(jnp.zeros((in_caps, out_caps), jnp.float32)) if log_priors else None
+        takes = inspect.signature(self.routing_fn).parameters
+        self.takes_activations = "activations" in takes
+        self.learned_names = tuple(name for name in LEARNED_ROUTING_PARAMETERS if learn_routing and name in takes)
+        sizes = {"in_caps": in_caps, "out_caps": out_caps, "out_dim": out_dim}
+        for name in self.learned_names:
+            axes, initial = LEARNED_ROUTING_PARAMETERS[name]
+            setattr(self, name, nnx.Param(jnp.full(tuple(sizes[a] for a in axes), initial, jnp.float32)))
         self.num_iters = num_iters
         self.routing_options = dict(routing_options or {})
         self.remat = remat
@@ -197,12 +207,17 @@ class RoutedCapsules(nnx.Module):
         return _batch_votes(u, self.W[...], self.dtype)
 
     def route(
-        self, votes: Float[Array, "batch in_caps out_caps out_dim"], *, num_iters: int | None = None
+        self,
+        votes: Float[Array, "batch in_caps out_caps out_dim"],
+        *,
+        num_iters: int | None = None,
+        activations: Float[Array, "batch in_caps"] | None = None,
     ) -> RoutingResult:
-        """Route a batch of votes (``num_iters`` defaults to the layer's); every field gets a batch axis."""
+        """Route a batch of votes (``num_iters`` defaults to the layer's; ``activations``, the input
+        capsules' for a routing that takes them, default to its own); every field gets a batch axis."""
         bias = None if self.bias is None else self.bias[...]
         num_iters = self.num_iters if num_iters is None else num_iters
-        return _batch_route(votes, bias, self.routing_fn, num_iters, self._options())
+        return _batch_route(votes, bias, self.routing_fn, num_iters, self._options(), activations)
 
     def __call__(self, u: Float[Array, "batch in_caps in_dim"], *, fused: bool = False) -> RoutingResult:
         """Returns :class:`RoutingResult` with a leading batch axis on every field.
@@ -218,9 +233,12 @@ class RoutedCapsules(nnx.Module):
         if 0 < chunk < u.shape[0]:
             W = self.W[...]
 
+            takes_activations = self.takes_activations
+
             def votes_then_route_one(u_one):
                 votes = capsule_votes(u_one.astype(dtype), W.astype(dtype)).astype(jnp.float32)
-                return routing_fn(votes, num_iters=num_iters, bias=bias, **options)
+                activations = {"activations": input_activations(u_one)} if takes_activations else {}
+                return routing_fn(votes, num_iters=num_iters, bias=bias, **options, **activations)
 
             return map_in_chunks(votes_then_route_one, u, chunk)
         if fused and routing_fn is dynamic_routing:
@@ -230,7 +248,8 @@ class RoutedCapsules(nnx.Module):
             )
 
         def votes_then_route(u, W, bias):
-            return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options)
+            activations = input_activations(u) if self.takes_activations else None
+            return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options, activations)
 
         if self.remat:
             # Recompute the votes and the routing iterations in the backward pass: only u and W are
@@ -240,10 +259,8 @@ class RoutedCapsules(nnx.Module):
         return votes_then_route(u, self.W[...], bias)
 
     def _options(self) -> dict:
-        """The routing function's keyword arguments: the configured options and the log priors."""
-        if self.log_priors is None:
-            return self.routing_options
-        return {**self.routing_options, "log_priors": self.log_priors[...]}
+        """The routing function's keyword arguments: the configured options and the learned parameters."""
+        return {**self.routing_options, **{name: getattr(self, name)[...] for name in self.learned_names}}
 
     def _check_input(self, u) -> None:
         in_caps, _, _, in_dim = self.W.shape
@@ -269,8 +286,34 @@ def _batch_votes(u: jax.Array, W: jax.Array, dtype) -> jax.Array:
     return votes.astype(jnp.float32)
 
 
-def _batch_route(votes: jax.Array, bias, routing_fn: RoutingFn, num_iters: int, options: dict) -> RoutingResult:
-    return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
+def input_activations(u: Float[Array, "... in_caps in_dim"]) -> Float[Array, "... in_caps"]:
+    """Vector capsules' activations for a routing that takes them (EM): their lengths, in [0, 1) for
+    squashed capsules (the probability that the entity is present, Sabour et al. 2017)."""
+    return safe_norm(u, eps=1e-9)
+
+
+def _batch_route(
+    votes: jax.Array, bias, routing_fn: RoutingFn, num_iters: int, options: dict, activations=None
+) -> RoutingResult:
+    if activations is None:
+        return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
+    route_one = lambda one, a: routing_fn(one, num_iters=num_iters, bias=bias, activations=a, **options)
+    return jax.vmap(route_one)(votes, activations)
+
+
+class ClassReadout(nnx.Module):
+    """A class score from each class capsule's pose: ``sigmoid(w_k . v_k + b_k)``, one learned
+    ``w [classes, dim]`` (normal, std 0.1) and ``b [classes]`` (zeros) per class; how a model
+    whose capsules' lengths carry no meaning (inverted dot-product routing's layer-normed poses)
+    scores its classes for the margin loss."""
+
+    def __init__(self, num_classes: int, caps_dim: int, *, rngs: nnx.Rngs):
+        self.weight = nnx.Param(0.1 * jax.random.normal(rngs.params(), (num_classes, caps_dim), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_classes,), jnp.float32))
+
+    def __call__(self, capsules: Float[Array, "batch classes dim"]) -> Float[Array, "batch classes"]:
+        logits = jnp.einsum("bkd,kd->bk", capsules.astype(jnp.float32), self.weight[...]) + self.bias[...][None]
+        return jax.nn.sigmoid(logits)
 
 
 class Decoder(nnx.Module):
@@ -304,16 +347,17 @@ class Decoder(nnx.Module):
         image = jax.nn.sigmoid(self.layers[-1](h).astype(jnp.float32))
         return image.reshape((capsules.shape[0],) + self.image_shape)
 
-    def by_labels(self, capsules: Float[Array, "batch classes dim"], labels=None) -> jax.Array:
+    def by_labels(self, capsules: Float[Array, "batch classes dim"], labels=None, scores=None) -> jax.Array:
         """Reconstructions from the capsules the labels pick.
 
-        ``labels [batch]`` (training) decode each label's capsule; None (evaluation) the longest
-        capsule; ``[batch, objects]`` (MultiMNIST) each object's capsule alone, giving
-        ``[batch, objects, height, width, channels]`` instead of ``[batch, height, width, channels]``.
+        ``labels [batch]`` (training) decode each label's capsule; None (evaluation) the capsule of
+        the highest ``scores [batch, classes]`` (None: the longest capsule); ``[batch, objects]``
+        (MultiMNIST) each object's capsule alone, giving ``[batch, objects, height, width,
+        channels]`` instead of ``[batch, height, width, channels]``.
         """
         num_classes = capsules.shape[1]
         if labels is None:
-            return self(capsules, length_mask(safe_norm(capsules, eps=1e-9)))
+            return self(capsules, length_mask(safe_norm(capsules, eps=1e-9) if scores is None else scores))
         if labels.ndim == 2:
             objects = [self(capsules, label_mask(labels[:, k], num_classes)) for k in range(labels.shape[1])]
             return jnp.stack(objects, axis=1)

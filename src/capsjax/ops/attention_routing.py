@@ -87,12 +87,16 @@ def self_attention_routing(
     return RoutingResult(v=efficient_squash(s), c=c, logits=logits)
 
 
-def layer_norm(x: ArrayLike, *, axis: int = -1, eps: float = 1e-5) -> jax.Array:
-    """``(x - mean) / sqrt(var + eps)`` over ``axis`` (no learned scale or shift)."""
+def layer_norm(x: ArrayLike, *, axis: int = -1, eps: float = 1e-5, scale=None, offset=None) -> jax.Array:
+    """``scale * (x - mean) / sqrt(var + eps) + offset`` over ``axis``; ``scale`` and ``offset`` (1 and 0
+    if None) have that axis's size and ``axis`` must be the last one for them."""
     x = jnp.asarray(x)
     mean = jnp.mean(x, axis=axis, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axis, keepdims=True)
-    return (x - mean) / jnp.sqrt(var + eps)
+    normalized = (x - mean) / jnp.sqrt(var + eps)
+    # scale and offset span the normalised axis only: broadcast them over the others explicitly
+    normalized = normalized if scale is None else normalized * jnp.broadcast_to(jnp.asarray(scale), x.shape)
+    return normalized if offset is None else normalized + jnp.broadcast_to(jnp.asarray(offset), x.shape)
 
 
 def inverted_dot_product_routing(
@@ -102,6 +106,8 @@ def inverted_dot_product_routing(
     bias: Float[ArrayLike, "out_caps out_dim"] | None = None,
     normalize: bool = True,
     eps: float = 1e-5,
+    norm_scale: Float[ArrayLike, " out_dim"] | None = None,
+    norm_offset: Float[ArrayLike, " out_dim"] | None = None,
 ) -> RoutingResult:
     r"""Inverted dot-product attention routing for ONE example.
 
@@ -121,6 +127,8 @@ def inverted_dot_product_routing(
       bias: optional ``[out_caps, out_dim]`` added to the routed sum before the layer norm.
       normalize: apply the layer norm over ``out_dim``.
       eps: the layer norm's epsilon.
+      norm_scale, norm_offset: the layer norm's learned scale and offset ``[out_dim]``, shared by
+        the output capsules (as the paper's ``LayerNorm``); 1 and 0 if None.
 
     Returns:
       :class:`RoutingResult` with the output poses ``v [out_caps, out_dim]``, the final routing
@@ -133,11 +141,14 @@ def inverted_dot_product_routing(
     votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, out_dim = votes.shape
     poses = jnp.zeros((out_caps, out_dim), votes.dtype)
+    for name, value in (("norm_scale", norm_scale), ("norm_offset", norm_offset)):
+        if value is not None:
+            check_shape(name, jnp.asarray(value), (out_dim,))
     for _ in range(num_iters):
         logits = jnp.einsum("iod,od->io", votes, poses)
         c = jax.nn.softmax(logits, axis=-1)
         routed = jnp.einsum("io,iod->od", c, votes)
         if bias is not None:
             routed = routed + bias
-        poses = layer_norm(routed, eps=eps) if normalize else routed
+        poses = layer_norm(routed, eps=eps, scale=norm_scale, offset=norm_offset) if normalize else routed
     return RoutingResult(v=poses, c=c, logits=logits)

@@ -9,7 +9,7 @@ zero input activations and identical votes give finite values and gradients.
 
 :func:`em_routing` takes and returns activations as well as poses (:class:`EMRoutingResult`);
 :func:`em_routing_fn` wraps it in the shared :class:`~capsjax.ops.routing_types.RoutingFn`
-signature (registered as ``"em"``).
+signature (registered as ``"em"``), input activations and output activations included.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
-from capsjax.ops.routing_types import RoutingResult
+from capsjax.ops.routing_types import RoutingResult, check_routing_args
 
 
 class EMRoutingResult(NamedTuple):
@@ -144,11 +144,14 @@ def em_routing_fn(
     """:func:`em_routing` with the shared :class:`~capsjax.ops.routing_types.RoutingFn` signature.
 
     Input activations default to 1 and ``beta_u``, ``beta_a`` to 0; ``v`` is the poses (plus
-    ``bias``), ``c`` the assignments and ``logits`` their logarithm. Use :func:`em_routing` itself
-    for the output activations.
+    ``bias``), ``c`` the assignments, ``logits`` their logarithm and ``activations`` the output
+    activations ``[out_caps]``. The variances are :func:`em_routing`'s alone.
+
+    Raises:
+      ValueError: ``votes`` not ``[in_caps, out_caps, pose_dim]``, ``bias`` not ``[out_caps,
+        pose_dim]``, or ``num_iters`` not an int >= 1.
     """
-    votes = jnp.asarray(votes)
-    check_shape("votes", votes, ("in_caps", "out_caps", "pose_dim"))
+    votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, _ = votes.shape
     zeros = jnp.zeros((out_caps,), votes.dtype)
     result = em_routing(
@@ -159,5 +162,7 @@ def em_routing_fn(
         num_iters=num_iters,
         temperatures=temperatures,
     )
-    poses = result.poses if bias is None else result.poses + jnp.asarray(bias)
-    return RoutingResult(v=poses, c=result.assignments, logits=jnp.log(result.assignments))
+    poses = result.poses if bias is None else result.poses + bias
+    return RoutingResult(
+        v=poses, c=result.assignments, logits=jnp.log(result.assignments), activations=result.activations
+    )

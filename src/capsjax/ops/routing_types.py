@@ -19,17 +19,25 @@ class RoutingResult(NamedTuple):
       v: output capsules ``[out_caps, out_dim]``.
       c: coupling coefficients of the final iteration ``[in_caps, out_caps]``.
       logits: the routing logits ``b`` that produced ``c`` ``[in_caps, out_caps]``.
+      activations: the output capsules' activations ``[out_caps]`` within (0, 1), for algorithms
+        whose capsules carry one beside their pose (EM routing); None for the others, whose
+        capsules' lengths play that part.
     """
 
     v: Float[Array, "out_caps out_dim"]
     c: Float[Array, "in_caps out_caps"]
     logits: Float[Array, "in_caps out_caps"]
+    activations: Float[Array, " out_caps"] | None = None
 
 
 class RoutingFn(Protocol):
     """The signature every routing algorithm shares: votes of ONE example in, :class:`RoutingResult` out.
 
-    Algorithm-specific options (``leaky=...``) are further keyword arguments with defaults.
+    Algorithm-specific options (``leaky=...``) are further keyword arguments with defaults. Two
+    optional keywords have a shared meaning: ``activations`` ``[in_caps]``, the input capsules'
+    activations (EM routing; :class:`capsjax.nn.RoutedCapsules` passes the input capsules' lengths),
+    and the learned parameters of :data:`LEARNED_ROUTING_PARAMETERS` (learned by the layer when the
+    function takes them).
     """
 
     def __call__(
@@ -39,6 +47,17 @@ class RoutingFn(Protocol):
         num_iters: int,
         bias: Float[ArrayLike, "out_caps out_dim"] | None = None,
     ) -> RoutingResult: ...
+
+
+# Learned parameters a routing function may take as keywords: their axes (named as the votes')
+# and initial value. RoutedCapsules(learn_routing=True) creates and passes those its function takes.
+LEARNED_ROUTING_PARAMETERS = {
+    "log_priors": (("in_caps", "out_caps"), 0.0),  # self-attention: priors added to the couplings
+    "beta_u": (("out_caps",), 0.0),  # EM: cost per unit of variance
+    "beta_a": (("out_caps",), 0.0),  # EM: activation threshold
+    "norm_scale": (("out_dim",), 1.0),  # inverted dot-product: the layer norm's scale
+    "norm_offset": (("out_dim",), 0.0),  # inverted dot-product: the layer norm's offset
+}
 
 
 def check_routing_args(
