@@ -206,3 +206,99 @@ def test_capsnet_trains_with_each_routing_by_config(name, scores, tmp_path):
         dataclasses.replace(config, eval_batch_size=32), tmp_path / "run", data_dir=data, progress=False
     )
     assert summary["status"] == "completed" and summary["skipped_steps"] == 0
+
+
+# --- inverted dot-product routing through a stack of layers, concurrent updates ---
+
+
+def np_layer_norm(x, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+def np_concurrent_stack(p0, weights, iters):
+    """Tsai et al.'s concurrent routing, written out: iteration 1 a uniform forward pass; then every
+    layer from the previous iteration's poses of itself and of the layer below."""
+
+    def step(p_in, W, p_out):
+        votes = np.einsum("iodk,ik->iod", W, p_in)
+        n_in, n_out, _ = votes.shape
+        r = np.full((n_in, n_out), 1.0 / n_out)
+        if p_out is not None:
+            a = np.einsum("iod,od->io", votes, p_out)
+            r = np.exp(a - a.max(1, keepdims=True))
+            r /= r.sum(1, keepdims=True)
+        return np_layer_norm(np.einsum("io,iod->od", r, votes))
+
+    poses = [p0]
+    for W in weights:
+        poses.append(step(poses[-1], W, None))
+    for _ in range(iters - 1):
+        poses = [p0] + [step(poses[l], W, poses[l + 1]) for l, W in enumerate(weights)]
+    return poses[1:]
+
+
+def stack_inputs(seed=0):
+    keys = jax.random.split(jax.random.key(seed), 3)
+    p0 = jax.random.normal(keys[0], (12, 4), jnp.float64)
+    weights = [
+        0.3 * jax.random.normal(keys[1], (12, 6, 5, 4), jnp.float64),
+        0.3 * jax.random.normal(keys[2], (6, 3, 8, 5), jnp.float64),
+    ]
+    return p0, weights
+
+
+@pytest.mark.parametrize("iters", [1, 2, 3])
+def test_concurrent_stack_matches_a_numpy_transcription(iters, x64):
+    from capsjax.ops.attention_routing import inverted_dot_product_routing_layers
+
+    p0, weights = stack_inputs()
+    got = inverted_dot_product_routing_layers(p0, weights, num_iters=iters)
+    expected = np_concurrent_stack(np.asarray(p0), [np.asarray(w) for w in weights], iters)
+    for layer, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(layer.v, want, rtol=1e-9, atol=1e-12)
+
+
+def test_sequential_stack_is_layer_by_layer_routing_and_differs_from_concurrent(x64):
+    from capsjax import capsule_votes
+    from capsjax.ops.attention_routing import inverted_dot_product_routing_layers
+
+    p0, weights = stack_inputs(1)
+    sequential = inverted_dot_product_routing_layers(p0, weights, num_iters=3, concurrent=False)
+    first = inverted_dot_product_routing(capsule_votes(p0, weights[0]), num_iters=3)
+    second = inverted_dot_product_routing(capsule_votes(first.v, weights[1]), num_iters=3)
+    np.testing.assert_allclose(sequential[0].v, first.v, rtol=1e-12)
+    np.testing.assert_allclose(sequential[1].v, second.v, rtol=1e-12)
+    concurrent = inverted_dot_product_routing_layers(p0, weights, num_iters=3)
+    np.testing.assert_allclose(concurrent[0].v, first.v, rtol=1e-12)  # the bottom layer's input is fixed
+    assert np.abs(concurrent[1].v - second.v).max() > 1e-3  # the top saw the layer below one iteration late
+    one = inverted_dot_product_routing_layers(p0, weights[:1], num_iters=3)  # one layer: the plain routing
+    np.testing.assert_allclose(one[0].v, first.v, rtol=1e-12)
+
+
+def test_concurrent_stack_gradients_and_its_layer(x64):
+    from jax.test_util import check_grads
+
+    from capsjax.nn import InvertedAttentionCapsules
+    from capsjax.ops.attention_routing import inverted_dot_product_routing_layers
+
+    p0, weights = stack_inputs(2)
+    scales = [1 + 0.2 * jnp.arange(5.0), 1 - 0.1 * jnp.arange(8.0)]
+
+    def top(p0, w0, w1, s0, s1):
+        results = inverted_dot_product_routing_layers(p0, [w0, w1], num_iters=2, norm_scales=[s0, s1])
+        return jnp.sum(results[-1].v * jnp.arange(8.0)[None]) + jnp.sum(results[0].c)
+
+    check_grads(jax.jit(top), (p0, *weights, *scales), order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
+    stack = InvertedAttentionCapsules([(12, 4), (6, 5), (3, 8)], num_iters=2, rngs=nnx.Rngs(0))
+    u = jax.random.normal(jax.random.key(4), (3, 12, 4))
+    out = nnx.jit(lambda stack, u: stack(u))(stack, u)
+    ws = [w[...] for w in stack.weights]
+    one = jax.jit(lambda u_one: inverted_dot_product_routing_layers(u_one, ws, num_iters=2))
+    for k in range(3):  # the layer is the pure function of each example
+        for layer, want in zip(out, one(u[k]), strict=True):
+            np.testing.assert_allclose(layer.v[k], want.v, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="u: expected shape \\[batch, 12, 4\\]"):
+        stack(jnp.ones((3, 12, 5)))
+    with pytest.raises(ValueError, match="sizes: expected at least 2"):
+        InvertedAttentionCapsules([(12, 4)], rngs=nnx.Rngs(0))

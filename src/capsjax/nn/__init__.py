@@ -13,7 +13,15 @@ from capsjax.nn.capsnet import CapsNet, CapsNetConfig, RoutingConfig
 from capsjax.nn.cnn import BaselineCNN, CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNet, EfficientCapsNetConfig
 from capsjax.nn.interface import ModelOutput, with_mode
-from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, PrimaryCapsules, RoutedCapsules
+from capsjax.nn.layers import (
+    ClassReadout,
+    Conv2D,
+    Decoder,
+    DepthwiseConv2D,
+    InvertedAttentionCapsules,
+    PrimaryCapsules,
+    RoutedCapsules,
+)
 from capsjax.nn.matrix_capsnet import MatrixCapsNet, MatrixCapsNetConfig
 from capsjax.nn.matrix_capsules import ClassCapsules, ConvCapsules, MatrixCapsules, PrimaryMatrixCapsules
 from capsjax.nn.registry import MODELS, build_model, count_params
@@ -38,6 +46,8 @@ __all__ = [
     "PrimaryCapsules",
     "PrimaryMatrixCapsules",
     "RoutedCapsules",
+    "ClassReadout",
+    "InvertedAttentionCapsules",
     "RoutingConfig",
     "build_model",
     "count_params",

@@ -12,6 +12,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from capsjax.ops._shapes import check_shape
+from capsjax.ops.attention_routing import inverted_dot_product_routing_layers
 from capsjax.ops.convolution import Lowering, conv2d, conv_output_size, depthwise_conv2d
 from capsjax.ops.fused_routing import vote_and_route
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules
@@ -299,6 +300,75 @@ def _batch_route(
         return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
     route_one = lambda one, a: routing_fn(one, num_iters=num_iters, bias=bias, activations=a, **options)
     return jax.vmap(route_one)(votes, activations)
+
+
+class InvertedAttentionCapsules(nnx.Module):
+    """A stack of capsule layers routed together by inverted dot-product attention, with the paper's
+    concurrent updates (:func:`capsjax.ops.attention_routing.inverted_dot_product_routing_layers`).
+
+    ``sizes`` lists ``(capsules, dim)`` from the input capsules up to the top layer (e.g. the
+    classes). Parameters per routed layer ``l``: ``weights[l] [caps_l, caps_{l+1}, dim_{l+1}, dim_l]``
+    (normal, std ``w_init_std``) and the layer norm's ``norm_scales[l]``, ``norm_offsets[l]``
+    ``[dim_{l+1}]`` (ones, zeros). The forward pass is ``jax.vmap`` of the pure function over the batch.
+
+    Args:
+      sizes: ``[(caps_0, dim_0), (caps_1, dim_1), ...]``, at least two entries.
+      num_iters: routing iterations (the paper: 2 or 3).
+      concurrent: all layers updated each iteration (True) or one layer after the other.
+      w_init_std: std of the initial transformation tensors.
+      rngs: parameter initialisation.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from capsjax.nn.layers import InvertedAttentionCapsules
+      >>> stack = InvertedAttentionCapsules([(32, 8), (16, 12), (10, 16)], rngs=nnx.Rngs(0))
+      >>> [r.v.shape for r in stack(jnp.ones((2, 32, 8)))]
+      [(2, 16, 12), (2, 10, 16)]
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[tuple[int, int]],
+        *,
+        num_iters: int = 3,
+        concurrent: bool = True,
+        w_init_std: float = 0.1,
+        rngs: nnx.Rngs,
+    ):
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least 2 (capsules, dim) entries, got {list(sizes)!r}")
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.weights = nnx.List(
+            [
+                nnx.Param(w_init_std * jax.random.normal(rngs.params(), (n_in, n_out, d_out, d_in), jnp.float32))
+                for (n_in, d_in), (n_out, d_out) in pairs
+            ]
+        )
+        self.norm_scales = nnx.List([nnx.Param(jnp.ones((d_out,), jnp.float32)) for _, (_, d_out) in pairs])
+        self.norm_offsets = nnx.List([nnx.Param(jnp.zeros((d_out,), jnp.float32)) for _, (_, d_out) in pairs])
+        self.sizes = tuple(tuple(size) for size in sizes)
+        self.num_iters = num_iters
+        self.concurrent = concurrent
+
+    def __call__(self, u: Float[Array, "batch in_caps in_dim"]) -> list[RoutingResult]:
+        """One :class:`RoutingResult` per routed layer, bottom to top, each field with a batch axis."""
+        check_shape("u", u, ("batch", *self.sizes[0]))
+        weights = [w[...] for w in self.weights]
+        scales = [p[...] for p in self.norm_scales]
+        offsets = [p[...] for p in self.norm_offsets]
+
+        def route_one(u_one):
+            return inverted_dot_product_routing_layers(
+                u_one,
+                weights,
+                num_iters=self.num_iters,
+                concurrent=self.concurrent,
+                norm_scales=scales,
+                norm_offsets=offsets,
+            )
+
+        return jax.vmap(route_one)(u)
 
 
 class ClassReadout(nnx.Module):

@@ -229,7 +229,8 @@ class ClassCapsules(nnx.Module):
       num_iters: EM iterations (the paper: 3).
       inverse_temperature: the final inverse temperature of EM routing per unit of mean assigned
         mass: routing gets ``inverse_temperatures(num_iters, final=inverse_temperature * out_caps /
-        in_caps)`` (0.01 for the paper's convolutional capsule layers).
+        in_caps)`` (about 0.0035 for the paper's class capsules: 288 inputs, 32 types on a
+        3x3 grid, to 10 classes).
       w_init_std: std of the initial transformation matrices.
 
     Example:

@@ -15,7 +15,12 @@ The layers above check shapes; :class:`capsjax.CapsNet` also refuses non-finite 
 ``jit``, and the training loop stops on the first non-finite loss or gradient.
 """
 
-from capsjax.ops.attention_routing import efficient_squash, inverted_dot_product_routing, self_attention_routing
+from capsjax.ops.attention_routing import (
+    efficient_squash,
+    inverted_dot_product_routing,
+    inverted_dot_product_routing_layers,
+    self_attention_routing,
+)
 from capsjax.ops.augmentation import augment, augment_batch
 from capsjax.ops.convolution import conv2d, depthwise_conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
@@ -42,6 +47,7 @@ __all__ = [
     "em_routing",
     "em_routing_fn",
     "inverted_dot_product_routing",
+    "inverted_dot_product_routing_layers",
     "self_attention_routing",
     "ROUTING_FUNCTIONS",
     "RoutingFn",

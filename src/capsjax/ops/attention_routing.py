@@ -10,10 +10,13 @@ signature (votes ``[in_caps, out_caps, out_dim]`` in, :class:`RoutingResult` out
 - :func:`inverted_dot_product_routing` (Tsai, Srivastava, Goh, Salakhutdinov 2020): the output
   poses start at zero; each iteration scores every vote against the current output pose (dot
   product), routes by a softmax over the output capsules, and sets the output poses to the layer
-  norm of the routed sum. All output capsules update together ("concurrent" updates).
+  norm of the routed sum. :func:`inverted_dot_product_routing_layers` routes a stack of capsule
+  layers with the paper's concurrent updates (all layers at once, each iteration).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +25,7 @@ from jaxtyping import Float
 
 from capsjax.ops._shapes import check_shape
 from capsjax.ops.routing_types import RoutingResult, check_routing_args
+from capsjax.ops.voting import capsule_votes
 
 DEFAULT_EPS = 1e-7
 
@@ -140,15 +144,108 @@ def inverted_dot_product_routing(
     """
     votes, bias = check_routing_args(votes, num_iters=num_iters, bias=bias)
     in_caps, out_caps, out_dim = votes.shape
-    poses = jnp.zeros((out_caps, out_dim), votes.dtype)
     for name, value in (("norm_scale", norm_scale), ("norm_offset", norm_offset)):
         if value is not None:
             check_shape(name, jnp.asarray(value), (out_dim,))
+    result = None
     for _ in range(num_iters):
-        logits = jnp.einsum("iod,od->io", votes, poses)
-        c = jax.nn.softmax(logits, axis=-1)
-        routed = jnp.einsum("io,iod->od", c, votes)
-        if bias is not None:
-            routed = routed + bias
-        poses = layer_norm(routed, eps=eps, scale=norm_scale, offset=norm_offset) if normalize else routed
+        poses = None if result is None else result.v
+        result = inverted_attention_step(
+            votes, poses, bias=bias, normalize=normalize, eps=eps, norm_scale=norm_scale, norm_offset=norm_offset
+        )
+    return result
+
+
+def inverted_attention_step(
+    votes: Float[ArrayLike, "in_caps out_caps out_dim"],
+    poses: Float[ArrayLike, "out_caps out_dim"] | None,
+    *,
+    bias=None,
+    normalize: bool = True,
+    eps: float = 1e-5,
+    norm_scale=None,
+    norm_offset=None,
+) -> RoutingResult:
+    """One iteration of inverted dot-product attention routing for ONE example: the votes scored
+    against the current output ``poses`` (None: zero, i.e. uniform routing), a softmax over the
+    output capsules, the routed sum (plus ``bias``) layer-normed into the new poses
+    ``[out_caps, out_dim]``. See :func:`inverted_dot_product_routing` for the arguments."""
+    votes = jnp.asarray(votes)
+    if poses is None:
+        logits = jnp.zeros(votes.shape[:2], votes.dtype)
+    else:
+        logits = jnp.einsum("iod,od->io", votes, jnp.asarray(poses))
+    c = jax.nn.softmax(logits, axis=-1)
+    routed = jnp.einsum("io,iod->od", c, votes)
+    if bias is not None:
+        routed = routed + bias
+    poses = layer_norm(routed, eps=eps, scale=norm_scale, offset=norm_offset) if normalize else routed
     return RoutingResult(v=poses, c=c, logits=logits)
+
+
+def inverted_dot_product_routing_layers(
+    poses: Float[ArrayLike, "in_caps in_dim"],
+    weights: Sequence[jax.Array],
+    *,
+    num_iters: int = 3,
+    concurrent: bool = True,
+    norm_scales: Sequence[jax.Array | None] | None = None,
+    norm_offsets: Sequence[jax.Array | None] | None = None,
+    eps: float = 1e-5,
+) -> list[RoutingResult]:
+    r"""Inverted dot-product attention routing through a stack of capsule layers for ONE example,
+    with the paper's concurrent updates.
+
+    Layer ``l`` votes for layer ``l + 1`` with ``weights[l]`` ``[caps_l, caps_{l+1}, dim_{l+1},
+    dim_l]`` (:func:`capsjax.capsule_votes`). The first iteration is one forward pass: each layer
+    routes uniformly from the new poses of the layer below. Each further iteration
+    (``num_iters - 1``) updates every layer at once (``concurrent=True``, Tsai et al.'s concurrent
+    routing): layer ``l + 1``'s new poses come from the previous iteration's poses of layers ``l``
+    and ``l + 1``, so a change reaches the top one layer per iteration. ``concurrent=False``
+    routes layer by layer instead, ``num_iters`` iterations each (:func:`inverted_dot_product_routing`
+    applied in turn). With one layer both are :func:`inverted_dot_product_routing`.
+
+    Args:
+      poses: the input capsules' poses ``[in_caps, in_dim]`` (e.g. primary capsules).
+      weights: one transformation tensor per routed layer, ``[caps_l, caps_{l+1}, dim_{l+1}, dim_l]``.
+      num_iters: iterations, >= 1.
+      concurrent: update all layers together (True) or one after the other (False).
+      norm_scales, norm_offsets: per layer, the layer norm's learned scale and offset
+        ``[dim_{l+1}]`` (or None for 1 and 0).
+      eps: the layer norm's epsilon.
+
+    Returns:
+      one :class:`RoutingResult` per routed layer, bottom to top (``v [caps_{l+1}, dim_{l+1}]``).
+
+    References:
+      Tsai, Srivastava, Goh, Salakhutdinov (2020), "Capsules with inverted dot-product attention
+      routing", ICLR, Procedure 1 and sec. 2.2 (concurrent routing).
+    """
+    if not isinstance(num_iters, int) or num_iters < 1:
+        raise ValueError(f"num_iters: expected a static int >= 1, got {num_iters!r}")
+    layers = len(weights)
+    if layers < 1:
+        raise ValueError("weights: expected at least one layer's transformation tensor")
+    scales = list(norm_scales) if norm_scales is not None else [None] * layers
+    offsets = list(norm_offsets) if norm_offsets is not None else [None] * layers
+    if len(scales) != layers or len(offsets) != layers:
+        raise ValueError(f"norm_scales, norm_offsets: expected {layers} entries (one per layer)")
+    poses = jnp.asarray(poses)
+    norm = [dict(eps=eps, norm_scale=scales[l], norm_offset=offsets[l]) for l in range(layers)]
+    if not concurrent:
+        results = []
+        for l in range(layers):
+            votes = capsule_votes(poses if l == 0 else results[-1].v, weights[l])
+            results.append(inverted_dot_product_routing(votes, num_iters=num_iters, **norm[l]))
+        return results
+    results = []
+    for l in range(layers):  # the first iteration: a forward pass, uniform routing at every layer
+        results.append(
+            inverted_attention_step(capsule_votes(poses if l == 0 else results[-1].v, weights[l]), None, **norm[l])
+        )
+    for _ in range(num_iters - 1):  # every layer from the previous iteration's poses, all at once
+        below = [poses] + [result.v for result in results[:-1]]
+        results = [
+            inverted_attention_step(capsule_votes(below[l], weights[l]), results[l].v, **norm[l]) for l in range(layers)
+        ]
+    return results
