@@ -42,6 +42,8 @@ from capsjax.analysis.figures import plot_error_bars
 from capsjax.analysis.reports import write_results
 from capsjax.data.affine import AffineRanges, affine_test_set
 from capsjax.data.registry import load_split
+from capsjax.ops.routing import get_routing
+from capsjax.ops.routing_types import learned_parameters
 from capsjax.training.evaluation import evaluate_checkpoint
 from capsjax.training.sweeps import run_variants, summarise
 from multimnist import multimnist_config
@@ -93,7 +95,8 @@ def variants(config, names):
     out = {}
     for name in names:
         routing_name, iters, scores, _ = ROUTINGS[name]
-        routing = dataclasses.replace(config.capsnet.routing, name=routing_name, num_iters=iters, learn=True)
+        learn = bool(learned_parameters(get_routing(routing_name)))  # every routing that has parameters learns them
+        routing = dataclasses.replace(config.capsnet.routing, name=routing_name, num_iters=iters, learn=learn)
         capsnet = dataclasses.replace(config.capsnet, routing=routing, scores=scores)
         out[name] = dataclasses.replace(config, capsnet=capsnet)
     return out

@@ -167,3 +167,28 @@ def test_activation_scores_need_a_routing_that_gives_activations():
     )
     with pytest.raises(ValueError, match="config.scores = 'activation': routing 'dynamic' gives no activations"):
         CapsNet(config, rngs=nnx.Rngs(0))
+
+
+def test_em_activation_scores_are_not_saturated_at_initialisation():
+    """288 primary capsules (6 x 6 x 8) to 10 classes: EM's inverse temperature scales with the sizes,
+    so the activations start away from 1 (a fixed final 0.01 put all of them at 1.0 at this size) and
+    a gradient reaches the transformation matrices."""
+    config = CapsNetConfig(
+        conv_channels=16,
+        primary_types=8,
+        class_dim=8,
+        decoder_hidden=(32,),
+        routing=RoutingConfig(name="em"),
+        scores="activation",
+    )
+    model = CapsNet(config, rngs=nnx.Rngs(0))
+    assert model.num_primary == 288
+    images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
+
+    def mean_score(model):
+        return model(images, reconstruct=False).scores.mean()
+
+    scores = model(images, reconstruct=False).scores
+    assert 0.05 < float(scores.min()) and float(scores.max()) < 0.95
+    grads = nnx.grad(mean_score)(model)
+    assert float(jnp.abs(grads.classes.W[...]).max()) > 1e-6  # saturated (the old fixed schedule): ~1e-17 at 1152

@@ -64,7 +64,14 @@ def test_routed_capsules_learn_and_pass_their_routings_parameters_and_activation
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
     fixed = RoutedCapsules(6, 4, 3, 5, routing=routing, num_iters=2, rngs=nnx.Rngs(0))
     assert fixed.learned_names == () and not any(hasattr(fixed, name) for name in shapes)
-    assert RoutedCapsules(6, 4, 3, 5, learn_routing=True, rngs=nnx.Rngs(0)).learned_names == ()  # dynamic: none
+    with pytest.raises(ValueError, match="learn_routing: the routing function 'dynamic' takes none of the learned"):
+        RoutedCapsules(6, 4, 3, 5, learn_routing=True, rngs=nnx.Rngs(0))
+    name = next(iter(shapes))
+    with pytest.raises(ValueError, match=f"routing_options: \\['{name}'\\] are learned"):
+        RoutedCapsules(6, 4, 3, 5, routing=routing, learn_routing=True, routing_options={name: 0.0}, rngs=nnx.Rngs(0))
+    with pytest.warns(DeprecationWarning, match="log_priors=...\\) is deprecated"):
+        old = RoutedCapsules(6, 4, 3, 5, routing=routing, log_priors=True, rngs=nnx.Rngs(0))
+    assert old.learned_names == tuple(shapes)
 
 
 def test_routed_capsules_accepts_custom_routing_and_remat():

@@ -287,14 +287,20 @@ def test_concurrent_stack_gradients_and_its_layer(x64):
 
     def top(p0, w0, w1, s0, s1):
         results = inverted_dot_product_routing_layers(p0, [w0, w1], num_iters=2, norm_scales=[s0, s1])
-        return jnp.sum(results[-1].v * jnp.arange(8.0)[None]) + jnp.sum(results[0].c)
+        return jnp.sum(results[-1].v * jnp.arange(8.0)[None]) + jnp.sum(results[0].c * jnp.arange(6.0)[None])
 
     check_grads(jax.jit(top), (p0, *weights, *scales), order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
     stack = InvertedAttentionCapsules([(12, 4), (6, 5), (3, 8)], num_iters=2, rngs=nnx.Rngs(0))
+    for k, (scale, offset) in enumerate(zip(stack.norm_scales, stack.norm_offsets, strict=True)):
+        scale[...] += 0.2 * jax.random.normal(
+            jax.random.key(10 + k), scale.shape, jnp.float32
+        )  # away from 1 and 0: passed?
+        offset[...] += 0.2 * jax.random.normal(jax.random.key(20 + k), offset.shape, jnp.float32)
     u = jax.random.normal(jax.random.key(4), (3, 12, 4))
     out = nnx.jit(lambda stack, u: stack(u))(stack, u)
     ws = [w[...] for w in stack.weights]
-    one = jax.jit(lambda u_one: inverted_dot_product_routing_layers(u_one, ws, num_iters=2))
+    norms = dict(norm_scales=[p[...] for p in stack.norm_scales], norm_offsets=[p[...] for p in stack.norm_offsets])
+    one = jax.jit(lambda u_one: inverted_dot_product_routing_layers(u_one, ws, num_iters=2, **norms))
     for k in range(3):  # the layer is the pure function of each example
         for layer, want in zip(out, one(u[k]), strict=True):
             np.testing.assert_allclose(layer.v[k], want.v, rtol=1e-5, atol=1e-6)

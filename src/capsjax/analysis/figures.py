@@ -46,9 +46,9 @@ def plot_perturbations(model, images, path: pathlib.Path, deltas=PAPER_DELTAS) -
 def plot_couplings(model, image, path: pathlib.Path, *, iterations: int = 3) -> pathlib.Path:
     """For one image: the coupling of every primary capsule to the predicted class, per capsule type
     (6x6 maps), after 1 and after ``iterations`` routing iterations, beside the image."""
-    maps, lengths = couplings_by_iteration(model, to_float(image), iterations)
-    maps, lengths = np.asarray(maps), np.asarray(lengths)
-    winner = int(lengths[-1].argmax())
+    maps, scores = couplings_by_iteration(model, to_float(image), iterations)
+    maps, scores = np.asarray(maps), np.asarray(scores)
+    winner = int(scores[-1].argmax())
     types = maps.shape[3]
     cols = 8
     rows = math.ceil(types / cols)

@@ -7,8 +7,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from capsjax.nn.capsnet import CapsNet
+from capsjax.nn.layers import input_activations
 from capsjax.ops.masking import label_mask
-from capsjax.ops.squashing import safe_norm
 
 PAPER_DELTAS = tuple(np.round(np.arange(-0.25, 0.2501, 0.05), 2))
 
@@ -31,8 +31,8 @@ def perturbation_grid(model, image: Float[Array, "height width channels"], delta
 
     Returns ``(grid, predicted_class)``.
     """
-    capsules, _ = model.encode(image[None])
-    winner = int(jnp.argmax(safe_norm(capsules[0])))
+    output = model(image[None], reconstruct=False)
+    capsules, winner = output.capsules, int(jnp.argmax(output.scores[0]))  # the model's own class scores
     tweaked = perturb_capsule(capsules[0], winner, deltas)
     dim, n = tweaked.shape[:2]
     flat = tweaked.reshape((dim * n,) + tweaked.shape[2:])
@@ -45,13 +45,16 @@ def couplings_by_iteration(model: CapsNet, image: Float[Array, "height width cha
     """Coupling coefficients after 1..max_iters routing iterations for ONE image.
 
     Returns:
-      ``[max_iters, grid_h, grid_w, types, classes]`` and the capsule lengths ``[max_iters, classes]``.
+      ``[max_iters, grid_h, grid_w, types, classes]`` and the class scores ``[max_iters, classes]``
+      (by the model's ``config.scores``: the capsule lengths for the paper's CapsNet).
     """
-    votes = model.classes.votes(model.primary_capsules(image[None]))
+    primary = model.primary_capsules(image[None])
+    votes = model.classes.votes(primary)
+    activations = input_activations(primary) if model.classes.takes_activations else None  # as the forward pass
     grid_h, grid_w = model.primary_grid
-    maps, lengths = [], []
+    maps, scores = [], []
     for iters in range(1, max_iters + 1):
-        out = model.classes.route(votes, num_iters=iters)
+        out = model.classes.route(votes, num_iters=iters, activations=activations)
         maps.append(out.c[0].reshape(grid_h, grid_w, model.config.primary_types, model.config.num_classes))
-        lengths.append(safe_norm(out.v[0]))
-    return jnp.stack(maps), jnp.stack(lengths)
+        scores.append(model.class_scores(out.v, out.activations)[0])
+    return jnp.stack(maps), jnp.stack(scores)

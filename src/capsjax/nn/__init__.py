@@ -27,6 +27,8 @@ from capsjax.nn.matrix_capsules import ClassCapsules, ConvCapsules, MatrixCapsul
 from capsjax.nn.registry import MODELS, build_model, count_params
 
 __all__ = [
+    "ClassReadout",
+    "InvertedAttentionCapsules",
     "MODELS",
     "BaselineCNN",
     "CNNConfig",
@@ -46,8 +48,6 @@ __all__ = [
     "PrimaryCapsules",
     "PrimaryMatrixCapsules",
     "RoutedCapsules",
-    "ClassReadout",
-    "InvertedAttentionCapsules",
     "RoutingConfig",
     "build_model",
     "count_params",

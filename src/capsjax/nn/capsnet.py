@@ -19,8 +19,9 @@ class RoutingConfig:
     """Routing between primary and class capsules; defaults are the paper's.
 
     ``learn``: learn the routing algorithm's own parameters (EM's ``beta_u`` and ``beta_a``,
-    self-attention's log priors, inverted dot-product's layer-norm scale and offset; dynamic routing
-    has none), as their papers do; False keeps them at their initial values.
+    self-attention's log priors, inverted dot-product's layer-norm scale and offset), as their papers
+    do; dynamic routing has none (True is then an error). False (the default, as configs saved
+    before the option) leaves them out: the routing functions' defaults apply.
     """
 
     name: str = "dynamic"
@@ -30,7 +31,7 @@ class RoutingConfig:
     stop_gradient: bool = False
     remat: bool = False
     chunk_size: int | None = None  # examples per routing chunk; None: 1 on CPU, whole batch elsewhere
-    learn: bool = True
+    learn: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,14 @@ def _routing_options(routing: RoutingConfig) -> dict:
     if routing.leaky or routing.stop_gradient:
         raise ValueError(f"routing.leaky and routing.stop_gradient apply to dynamic routing, not {routing.name!r}")
     return {}
+
+
+def _gives_activations(layer: RoutedCapsules) -> bool:
+    """Whether the layer's routing returns output activations (traced on one example's shapes only)."""
+    in_caps, out_caps, out_dim, _ = layer.W.shape
+    votes = jax.ShapeDtypeStruct((in_caps, out_caps, out_dim), jnp.float32)
+    result = jax.eval_shape(lambda v: layer.routing_fn(v, num_iters=layer.num_iters, **layer._options()), votes)
+    return result.activations is not None
 
 
 class CapsNet(nnx.Module):
@@ -144,7 +153,7 @@ class CapsNet(nnx.Module):
         )
         if config.scores not in SCORES:
             raise ValueError(f"config.scores: expected one of {list(SCORES)}, got {config.scores!r}")
-        if config.scores == "activation" and not self.classes.takes_activations:
+        if config.scores == "activation" and not _gives_activations(self.classes):
             raise ValueError(f"config.scores = 'activation': routing {routing.name!r} gives no activations (EM does)")
         self.readout = (
             ClassReadout(config.num_classes, config.class_dim, rngs=rngs) if config.scores == "linear" else None
@@ -195,7 +204,7 @@ class CapsNet(nnx.Module):
         Args:
           x: images ``[batch, height, width, channels]`` in [0, 1].
           labels: integer classes ``[batch]`` to mask the decoder input with (training); None
-            masks by the longest capsule (evaluation). With ``[batch, objects]`` labels
+            masks by the best class score (evaluation). With ``[batch, objects]`` labels
             (MultiMNIST) each object's capsule is decoded alone: reconstructions are then
             ``[batch, objects, height, width, channels]``.
           dropout_key: unused (CapsNet has no dropout); accepted so that models are interchangeable.

@@ -28,7 +28,8 @@ class ModelOutput(NamedTuple):
     """What a classifier returns for a batch.
 
     Attributes:
-      scores: class scores ``[batch, classes]``: capsule lengths in [0, 1) for CapsNet, softmax
+      scores: class scores ``[batch, classes]``: for CapsNet by its ``config.scores`` (capsule lengths
+        in [0, 1) by default, the paper's), softmax
         probabilities for the CNN. The prediction is their argmax (their top ``k`` for images
         holding ``k`` objects; softmax keeps the logits' order, so the top ``k`` are the same
         whichever cross-entropy trained the CNN).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -17,7 +18,7 @@ from capsjax.ops.convolution import Lowering, conv2d, conv_output_size, depthwis
 from capsjax.ops.fused_routing import vote_and_route
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules
 from capsjax.ops.routing import RoutingFn, RoutingResult, dynamic_routing, get_routing
-from capsjax.ops.routing_types import LEARNED_ROUTING_PARAMETERS
+from capsjax.ops.routing_types import LEARNED_ROUTING_PARAMETERS, learned_parameters
 from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
@@ -157,7 +158,9 @@ class RoutedCapsules(nnx.Module):
         :class:`capsjax.RoutingFn` signature.
       num_iters: routing iterations.
       routing_options: extra keyword arguments of the routing function (e.g. ``leaky=True``).
-      learn_routing: learn the routing function's own parameters (above).
+      learn_routing: learn the routing function's own parameters (above); an error for a function
+        that takes none of them (dynamic routing).
+      log_priors: deprecated name of ``learn_routing``.
       remat: wrap routing in ``jax.checkpoint`` (recompute it in the backward pass instead of
         storing its intermediates; cuts activation memory for large capsule counts).
       chunk_size: examples per chunk; 0 routes the whole batch at once; None (default) picks by
@@ -182,16 +185,30 @@ class RoutedCapsules(nnx.Module):
         w_init_std: float = 0.01,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
+        log_priors: bool | None = None,
     ):
+        if log_priors is not None:
+            warnings.warn(
+                "RoutedCapsules(log_priors=...) is deprecated: use learn_routing=...", DeprecationWarning, stacklevel=2
+            )
+            learn_routing = log_priors
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 0):
             raise ValueError(f"chunk_size: expected None or an integer >= 0, got {chunk_size!r}")
         shape = (in_caps, out_caps, out_dim, in_dim)
         self.W = nnx.Param(w_init_std * jax.random.normal(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_caps, out_dim), jnp.float32)) if use_bias else None
         self.routing_fn = get_routing(routing)
-        takes = inspect.signature(self.routing_fn).parameters
-        self.takes_activations = "activations" in takes
-        self.learned_names = tuple(name for name in LEARNED_ROUTING_PARAMETERS if learn_routing and name in takes)
+        self.takes_activations = "activations" in inspect.signature(self.routing_fn).parameters
+        learnable = learned_parameters(self.routing_fn)
+        if learn_routing and not learnable:
+            raise ValueError(
+                f"learn_routing: the routing function {routing!r} takes none of the learned parameters "
+                f"{list(LEARNED_ROUTING_PARAMETERS)}"
+            )
+        self.learned_names = learnable if learn_routing else ()
+        clashes = sorted(set(self.learned_names) & set(routing_options or {}))
+        if clashes:
+            raise ValueError(f"routing_options: {clashes} are learned (learn_routing=True); drop them from the options")
         sizes = {"in_caps": in_caps, "out_caps": out_caps, "out_dim": out_dim}
         for name in self.learned_names:
             axes, initial = LEARNED_ROUTING_PARAMETERS[name]
@@ -298,8 +315,9 @@ def _batch_route(
 ) -> RoutingResult:
     if activations is None:
         return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
-    route_one = lambda one, a: routing_fn(one, num_iters=num_iters, bias=bias, activations=a, **options)
-    return jax.vmap(route_one)(votes, activations)
+    return jax.vmap(lambda one, a: routing_fn(one, num_iters=num_iters, bias=bias, activations=a, **options))(
+        votes, activations
+    )
 
 
 class InvertedAttentionCapsules(nnx.Module):

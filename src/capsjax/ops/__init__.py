@@ -36,11 +36,14 @@ from capsjax.ops.routing import (
     dynamic_routing,
     get_routing,
 )
+from capsjax.ops.routing_types import LEARNED_ROUTING_PARAMETERS, learned_parameters
 from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
 __all__ = [
     "EMRoutingResult",
+    "LEARNED_ROUTING_PARAMETERS",
+    "learned_parameters",
     "augment",
     "augment_batch",
     "efficient_squash",

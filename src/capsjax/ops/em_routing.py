@@ -147,6 +147,11 @@ def em_routing_fn(
     ``bias``), ``c`` the assignments, ``logits`` their logarithm and ``activations`` the output
     activations ``[out_caps]``. The variances are :func:`em_routing`'s alone.
 
+    ``temperatures`` default to :func:`inverse_temperatures` rising to ``0.01 * out_caps / in_caps``:
+    0.01 per unit of mean assigned mass, since the activations' cost grows with ``in_caps /
+    out_caps``. A fixed final value saturates every activation at 1 at CapsNet's sizes (1152 primary
+    capsules, votes small at initialisation): no gradient reaches the votes.
+
     Raises:
       ValueError: ``votes`` not ``[in_caps, out_caps, pose_dim]``, ``bias`` not ``[out_caps,
         pose_dim]``, or ``num_iters`` not an int >= 1.
@@ -160,7 +165,9 @@ def em_routing_fn(
         beta_u=zeros if beta_u is None else beta_u,
         beta_a=zeros if beta_a is None else beta_a,
         num_iters=num_iters,
-        temperatures=temperatures,
+        temperatures=inverse_temperatures(num_iters, final=0.01 * out_caps / in_caps)
+        if temperatures is None
+        else temperatures,
     )
     poses = result.poses if bias is None else result.poses + bias
     return RoutingResult(

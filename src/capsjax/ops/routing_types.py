@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple, Protocol
 
 import jax
@@ -58,6 +59,12 @@ LEARNED_ROUTING_PARAMETERS = {
     "norm_scale": (("out_dim",), 1.0),  # inverted dot-product: the layer norm's scale
     "norm_offset": (("out_dim",), 0.0),  # inverted dot-product: the layer norm's offset
 }
+
+
+def learned_parameters(routing_fn) -> tuple[str, ...]:
+    """The names in :data:`LEARNED_ROUTING_PARAMETERS` that ``routing_fn`` takes as keywords."""
+    takes = inspect.signature(routing_fn).parameters
+    return tuple(name for name in LEARNED_ROUTING_PARAMETERS if name in takes)
 
 
 def check_routing_args(

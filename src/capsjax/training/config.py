@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 
 from capsjax.data.registry import DATASETS
-from capsjax.nn.capsnet import CapsNetConfig
+from capsjax.nn.capsnet import SCORES, CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNetConfig
 from capsjax.nn.matrix_capsnet import MatrixCapsNetConfig
@@ -323,7 +323,7 @@ _RULES = {
     "capsnet.w_init_std": _POSITIVE_NUMBER,
     "capsnet.conv_lowering": _one_of(LOWERINGS),
     "capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
-    "capsnet.scores": _one_of(("length", "activation", "linear")),
+    "capsnet.scores": _one_of(SCORES),
     "cnn.image_shape": _IMAGE_SHAPE,
     "cnn.num_classes": _NUM_CLASSES,
     "cnn.conv_channels": _SIZES,

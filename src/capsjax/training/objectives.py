@@ -29,7 +29,7 @@ def classification_loss(
     A model with ``logits`` (the CNN) gets softmax cross-entropy for one label per image, and for
     several (``[batch, objects]`` labels, MultiMNIST) a sigmoid cross-entropy per class summed over
     the classes, since the present classes are not mutually exclusive. A capsule model gets the
-    margin loss on its capsule lengths, with every labelled class present, or with
+    margin loss on its class scores (capsule lengths by default), with every labelled class present, or with
     ``config.class_loss == "spread"`` the spread loss on its scores (one label per image), whose
     margin follows :func:`capsjax.ops.losses.spread_margin` at training ``step`` (None: the end margin).
     """
