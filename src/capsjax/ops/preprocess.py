@@ -20,9 +20,16 @@ def to_float(images: UInt8[Array, "..."]) -> Float[Array, "..."]:
 
 
 def shift(
-    image: Float[Array, "height width channels"], rows: jax.typing.ArrayLike, cols: jax.typing.ArrayLike
+    image: Float[Array, "height width channels"],
+    rows: jax.typing.ArrayLike,
+    cols: jax.typing.ArrayLike,
+    *,
+    max_offset: int | None = None,
 ) -> Float[Array, "height width channels"]:
     """ONE image moved down by ``rows`` and right by ``cols`` whole pixels (negative: up, left); zeros come in.
+
+    ``max_offset``: a bound on ``|rows|`` and ``|cols|`` known in advance (the random shifts'), so
+    that the image is padded by that much only; None pads by the image's own size (any offset).
 
     Example:
       >>> import jax.numpy as jnp
@@ -31,8 +38,9 @@ def shift(
       [[0.0, 0.0], [2.0, 0.0]]
     """
     height, width, channels = image.shape
-    padded = jnp.pad(image, ((height, height), (width, width), (0, 0)))
-    return jax.lax.dynamic_slice(padded, (height - rows, width - cols, 0), (height, width, channels))
+    pad_rows, pad_cols = (height, width) if max_offset is None else (max_offset, max_offset)
+    padded = jnp.pad(image, ((pad_rows, pad_rows), (pad_cols, pad_cols), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (pad_rows - rows, pad_cols - cols, 0), (height, width, channels))
 
 
 def random_shift(
@@ -45,7 +53,7 @@ def random_shift(
     if max_shift == 0:
         return image
     offsets = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
-    return shift(image, max_shift - offsets[0], max_shift - offsets[1])
+    return shift(image, max_shift - offsets[0], max_shift - offsets[1], max_offset=max_shift)
 
 
 def shift_batch(
