@@ -62,6 +62,8 @@ def test_routed_capsules_learn_and_pass_their_routings_parameters_and_activation
         extra = {"activations": safe_norm(u[k], eps=1e-9)} if routing == "em" else {}  # the input capsules' lengths
         expected = getattr(ops, function)(votes, num_iters=2, **learned, **extra)
         chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], out), expected, rtol=1e-5, atol=1e-6)
+    routed = layer.route(layer.votes(u), primary=u)  # routing given votes: as the forward pass
+    chex.assert_trees_all_close(routed, out, rtol=1e-5, atol=1e-6)
     fixed = RoutedCapsules(6, 4, 3, 5, routing=routing, num_iters=2, rngs=nnx.Rngs(0))
     assert fixed.learned_names == () and not any(hasattr(fixed, name) for name in shapes)
     with pytest.raises(ValueError, match="learn_routing: the routing function 'dynamic' takes none of the learned"):

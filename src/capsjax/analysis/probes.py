@@ -7,7 +7,6 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from capsjax.nn.capsnet import CapsNet
-from capsjax.nn.layers import input_activations
 from capsjax.ops.masking import label_mask
 
 PAPER_DELTAS = tuple(np.round(np.arange(-0.25, 0.2501, 0.05), 2))
@@ -50,11 +49,10 @@ def couplings_by_iteration(model: CapsNet, image: Float[Array, "height width cha
     """
     primary = model.primary_capsules(image[None])
     votes = model.classes.votes(primary)
-    activations = input_activations(primary) if model.classes.takes_activations else None  # as the forward pass
     grid_h, grid_w = model.primary_grid
     maps, scores = [], []
     for iters in range(1, max_iters + 1):
-        out = model.classes.route(votes, num_iters=iters, activations=activations)
+        out = model.classes.route(votes, num_iters=iters, primary=primary)  # routed as the forward pass
         maps.append(out.c[0].reshape(grid_h, grid_w, model.config.primary_types, model.config.num_classes))
         scores.append(model.class_scores(out.v, out.activations)[0])
     return jnp.stack(maps), jnp.stack(scores)

@@ -229,12 +229,14 @@ class RoutedCapsules(nnx.Module):
         votes: Float[Array, "batch in_caps out_caps out_dim"],
         *,
         num_iters: int | None = None,
-        activations: Float[Array, "batch in_caps"] | None = None,
+        primary: Float[Array, "batch in_caps in_dim"] | None = None,
     ) -> RoutingResult:
-        """Route a batch of votes (``num_iters`` defaults to the layer's; ``activations``, the input
-        capsules' for a routing that takes them, default to its own); every field gets a batch axis."""
+        """Route a batch of votes (``num_iters`` defaults to the layer's); ``primary``, the input
+        capsules the votes came from, gives a routing that takes activations (EM) their lengths, as
+        the forward pass does (None: the routing's default activations). Every field gets a batch axis."""
         bias = None if self.bias is None else self.bias[...]
         num_iters = self.num_iters if num_iters is None else num_iters
+        activations = {} if primary is None else self._activations(primary)
         return _batch_route(votes, bias, self.routing_fn, num_iters, self._options(), activations)
 
     def __call__(self, u: Float[Array, "batch in_caps in_dim"], *, fused: bool = False) -> RoutingResult:
@@ -251,12 +253,9 @@ class RoutedCapsules(nnx.Module):
         if 0 < chunk < u.shape[0]:
             W = self.W[...]
 
-            takes_activations = self.takes_activations
-
             def votes_then_route_one(u_one):
                 votes = capsule_votes(u_one.astype(dtype), W.astype(dtype)).astype(jnp.float32)
-                activations = {"activations": input_activations(u_one)} if takes_activations else {}
-                return routing_fn(votes, num_iters=num_iters, bias=bias, **options, **activations)
+                return routing_fn(votes, num_iters=num_iters, bias=bias, **options, **self._activations(u_one))
 
             return map_in_chunks(votes_then_route_one, u, chunk)
         if fused and routing_fn is dynamic_routing:
@@ -266,8 +265,7 @@ class RoutedCapsules(nnx.Module):
             )
 
         def votes_then_route(u, W, bias):
-            activations = input_activations(u) if self.takes_activations else None
-            return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options, activations)
+            return _batch_route(_batch_votes(u, W, dtype), bias, routing_fn, num_iters, options, self._activations(u))
 
         if self.remat:
             # Recompute the votes and the routing iterations in the backward pass: only u and W are
@@ -275,6 +273,10 @@ class RoutedCapsules(nnx.Module):
             # intermediates.
             votes_then_route = jax.checkpoint(votes_then_route)
         return votes_then_route(u, self.W[...], bias)
+
+    def _activations(self, u: Float[Array, "... in_caps in_dim"]) -> dict:
+        """``{"activations": the input capsules' lengths}`` for a routing that takes them (EM), else ``{}``."""
+        return {"activations": input_activations(u)} if self.takes_activations else {}
 
     def _options(self) -> dict:
         """The routing function's keyword arguments: the configured options and the learned parameters."""
@@ -311,13 +313,15 @@ def input_activations(u: Float[Array, "... in_caps in_dim"]) -> Float[Array, "..
 
 
 def _batch_route(
-    votes: jax.Array, bias, routing_fn: RoutingFn, num_iters: int, options: dict, activations=None
+    votes: jax.Array, bias, routing_fn: RoutingFn, num_iters: int, options: dict, per_example: dict
 ) -> RoutingResult:
-    if activations is None:
-        return jax.vmap(lambda one: routing_fn(one, num_iters=num_iters, bias=bias, **options))(votes)
-    return jax.vmap(lambda one, a: routing_fn(one, num_iters=num_iters, bias=bias, activations=a, **options))(
-        votes, activations
-    )
+    """``routing_fn`` vmapped over the batch of ``votes`` and of the arrays in ``per_example`` (e.g.
+    ``{"activations": [batch, in_caps]}``); ``bias`` and ``options`` are shared by every example."""
+
+    def route_one(one, extra):
+        return routing_fn(one, num_iters=num_iters, bias=bias, **options, **extra)
+
+    return jax.vmap(route_one)(votes, per_example)
 
 
 class InvertedAttentionCapsules(nnx.Module):
