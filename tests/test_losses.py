@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from capsjax import margin_loss, reconstruction_loss
+from capsjax import margin_loss, reconstruction_loss, spread_loss
 
 
 def test_margin_loss_hand_computed():
@@ -73,3 +73,14 @@ def test_spread_loss_matches_its_definition_and_its_margin_grows():
     np.testing.assert_allclose(spread_loss(a, labels, margin=0.5), expected, rtol=1e-6)
     assert float(spread_loss(np.array([0.0, 1.0, 0.0]), np.array(1), margin=0.9)) == 0.0  # target far ahead
     np.testing.assert_allclose([spread_margin(s, steps=100) for s in (0, 50, 100, 1000)], [0.2, 0.55, 0.9, 0.9])
+
+
+@pytest.mark.usefixtures("x64")
+def test_spread_loss_check_grads_orders_1_and_2_in_activations_and_margin():
+    # Gaps away from the hinge (margin - (a_t - a_i) = 0), where the square of the hinge has no
+    # second derivative.
+    activations = jnp.array([[0.9, 0.2, 0.5, 0.05], [0.35, 0.6, 0.1, 0.8]], jnp.float64)
+    labels = jnp.array([0, 3])
+    check_grads(
+        lambda a, m: spread_loss(a, labels, margin=m), (activations, jnp.float64(0.5)), order=2, modes=("fwd", "rev")
+    )

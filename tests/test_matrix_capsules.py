@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.test_util import check_grads
 
 from capsjax.nn import (
     MODELS,
@@ -69,6 +70,18 @@ def test_matrix_votes_are_pose_times_transformation():
     votes = jax.jit(matrix_votes)(poses, W)
     chex.assert_shape(votes, (3, 2, 16))
     np.testing.assert_allclose(votes[1, 0].reshape(4, 4), poses[1].reshape(4, 4) @ W[1, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.usefixtures("x64")
+def test_vote_helpers_check_grads_orders_1_and_2():
+    poses, W = (jnp.asarray(normal(5, (3, 16)), jnp.float64), jnp.asarray(normal(6, (3, 2, 4, 4)), jnp.float64))
+    check_grads(matrix_votes, (poses, W), order=2, modes=("fwd", "rev"))
+    grid, W_types = (
+        jnp.asarray(normal(7, (2, 2, 3, 16)), jnp.float64),
+        jnp.asarray(normal(8, (3, 4, 4, 4)), jnp.float64),
+    )
+    coordinates = jnp.asarray(np.random.default_rng(9).random((2, 2, 2)))
+    check_grads(class_votes, (grid, W_types, coordinates), order=2, modes=("fwd", "rev"))
 
 
 def test_coordinate_addition_changes_exactly_vote_elements_3_and_7():

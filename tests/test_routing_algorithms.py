@@ -67,10 +67,10 @@ def test_check_routing_passes_with_activations_and_learned_parameters(name):
     check_routing(get_routing(name), orders=(1,), checks=checks, **learned_inputs(name)).raise_if_failed()
 
 
-@pytest.mark.parametrize("name", ["inverted_dot_product", "em"])
+@pytest.mark.parametrize("name", ["self_attention", "inverted_dot_product", "em"])
 def test_gradients_in_the_learned_parameters_orders_1_and_2(name, x64):
     """float64 check_grads of every input, not only the votes: EM's activations, beta_u and beta_a; the
-    layer norm's scale and offset. Small sizes keep the second order cheap."""
+    layer norm's scale and offset; self-attention's log priors. Small sizes keep the second order cheap."""
     from jax.test_util import check_grads
 
     rng = np.random.default_rng(1)
@@ -184,6 +184,21 @@ def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
         assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
     with pytest.raises(ValueError, match="temperatures: expected 3 values, got 2"):
         em_routing(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
+
+
+def test_em_logits_stay_finite_where_an_assignment_underflows():
+    # Two well-separated clusters and a sharp temperature: by the 4th iteration some R are 0 in float32.
+    V = votes(0, shape=(16, 2, 16), scale=0.01).at[8:, 0].add(3.0).at[:8, 1].add(-3.0)
+    route = get_routing("em")
+
+    def total_logit(V):
+        return jnp.sum(route(V, num_iters=4, temperatures=(1.0,) * 4).logits)
+
+    result = route(V, num_iters=4, temperatures=(1.0,) * 4)
+    assert float(result.c.min()) == 0.0  # the case this test is about
+    np.testing.assert_allclose(jnp.exp(result.logits), result.c, atol=1e-7)
+    assert bool(jnp.all(jnp.isfinite(result.logits)))
+    assert bool(jnp.all(jnp.isfinite(jax.grad(total_logit)(V))))
 
 
 @pytest.mark.parametrize(
@@ -308,3 +323,24 @@ def test_concurrent_stack_gradients_and_its_layer(x64):
         stack(jnp.ones((3, 12, 5)))
     with pytest.raises(ValueError, match="sizes: expected at least 2"):
         InvertedAttentionCapsules([(12, 4)], rngs=nnx.Rngs(0))
+
+
+def test_concurrent_stack_second_order_jit_and_degenerate_inputs(x64):
+    """The stack's own properties (the single-layer routing gets them from check_routing): check_grads of
+    order 2, jit = no jit, and finite value and gradient for zero and for identical input poses."""
+    from jax.test_util import check_grads
+
+    from capsjax.ops.attention_routing import inverted_dot_product_routing_layers
+
+    p0, weights = stack_inputs(3)
+    p0, weights = p0[:5], [weights[0][:5, :3], weights[1][:3]]  # small: the second order is cheap
+
+    def top(p0, w0, w1):
+        results = inverted_dot_product_routing_layers(p0, [w0, w1], num_iters=2)
+        return jnp.sum(results[-1].v * jnp.arange(8.0)[None]) + jnp.sum(results[0].c * jnp.arange(3.0)[None])
+
+    check_grads(top, (p0, *weights), order=2, modes=("rev",), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(jax.jit(top)(p0, *weights), top(p0, *weights), rtol=1e-12)
+    for case in (jnp.zeros_like(p0), jnp.broadcast_to(p0[:1], p0.shape)):
+        value, grads = jax.value_and_grad(top, argnums=(0, 1, 2))(case, *weights)
+        assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)

@@ -4,12 +4,13 @@ The network of mnist.py (8,215,568 parameters, 3 routing iterations, reconstruct
 +-2 px shifts, batch 128, Adam lr 1e-3); the learning rate decays by 0.9 per epoch (smoothly), as in
 the public re-implementations that report 99.66-99.70% after about 50 epochs. Test accuracy is
 measured after every epoch; the reported checkpoint is the last one (the test set is not used to
-pick an epoch). About 6.5 minutes per epoch on a 2-core CPU: run it in the background and continue
-with --resume after an interruption:
+pick an epoch). Measured on a 2-core CPU: 7-8 minutes per epoch with nothing else running, about 6.5
+hours in all. Run it in the background; after an interruption, continue it with --resume (the run
+keeps its config; give the same --data-dir again, or none when the files are in the download cache):
 
 Command:  nohup capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper \\
-              > runs/mnist_paper.log 2>&1 &
-          capsjax train --workdir runs/mnist_paper --resume      # after an interruption
+              --data-dir ../shared/data > runs/mnist_paper.log 2>&1 &     # or no --data-dir: download
+          capsjax train --workdir runs/mnist_paper --data-dir ../shared/data --resume   # continue
 Expected: >= 99.65% test accuracy at the last epoch (the paper reports 99.75%).
 """
 

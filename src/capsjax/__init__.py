@@ -39,6 +39,7 @@ from capsjax.ops import (
     dynamic_routing,
     efficient_squash,
     em_routing,
+    em_routing_fn,
     get_routing,
     inverted_dot_product_routing,
     inverted_dot_product_routing_layers,
@@ -49,6 +50,8 @@ from capsjax.ops import (
     reconstruction_loss,
     safe_norm,
     self_attention_routing,
+    spread_loss,
+    spread_margin,
     squash,
 )
 
@@ -58,6 +61,7 @@ __all__ = [
     "EMRoutingResult",
     "efficient_squash",
     "em_routing",
+    "em_routing_fn",
     "inverted_dot_product_routing",
     "inverted_dot_product_routing_layers",
     "load_weights",
@@ -95,6 +99,8 @@ __all__ = [
     "mask_capsules",
     "reconstruction_loss",
     "safe_norm",
+    "spread_loss",
+    "spread_margin",
     "squash",
 ]
 

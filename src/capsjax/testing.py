@@ -51,6 +51,7 @@ FIELD_SHAPES = {
     "activations": "o",
     "assignments": "io",
     "variances": "od",
+    "log_assignments": "io",
 }
 OUTPUT_FIELDS = ("v", "poses")
 COUPLING_FIELDS = ("c", "assignments")

@@ -36,12 +36,15 @@ class EMRoutingResult(NamedTuple):
       assignments: ``R`` of the final E-step (uniform after one iteration) ``[in_caps, out_caps]``;
         each row sums to 1.
       variances: the clusters' variances ``[out_caps, pose_dim]``.
+      log_assignments: ``log R`` ``[in_caps, out_caps]``, as computed (finite where ``R``
+        underflows to 0).
     """
 
     poses: Float[Array, "out_caps pose_dim"]
     activations: Float[Array, " out_caps"]
     assignments: Float[Array, "in_caps out_caps"]
     variances: Float[Array, "out_caps pose_dim"]
+    log_assignments: Float[Array, "in_caps out_caps"]
 
 
 def inverse_temperatures(num_iters: int, final: float = 0.01) -> tuple[float, ...]:
@@ -128,7 +131,9 @@ def em_routing(
             jnp.square(deviations) / variances[None] + jnp.log(2 * math.pi * variances)[None], axis=-1
         )
         log_r = jax.nn.log_softmax(log_a[None] + log_p, axis=-1)
-    return EMRoutingResult(poses=means, activations=jnp.exp(log_a), assignments=jnp.exp(log_r), variances=variances)
+    return EMRoutingResult(
+        poses=means, activations=jnp.exp(log_a), assignments=jnp.exp(log_r), variances=variances, log_assignments=log_r
+    )
 
 
 def em_routing_fn(
@@ -144,7 +149,8 @@ def em_routing_fn(
     """:func:`em_routing` with the shared :class:`~capsjax.ops.routing_types.RoutingFn` signature.
 
     Input activations default to 1 and ``beta_u``, ``beta_a`` to 0; ``v`` is the poses (plus
-    ``bias``), ``c`` the assignments, ``logits`` their logarithm and ``activations`` the output
+    ``bias``), ``c`` the assignments, ``logits`` their logarithm (as computed, so finite where an assignment
+    underflows to 0) and ``activations`` the output
     activations ``[out_caps]``. The variances are :func:`em_routing`'s alone.
 
     ``temperatures`` default to :func:`inverse_temperatures` rising to ``0.01 * out_caps / in_caps``:
@@ -170,6 +176,4 @@ def em_routing_fn(
         else temperatures,
     )
     poses = result.poses if bias is None else result.poses + bias
-    return RoutingResult(
-        v=poses, c=result.assignments, logits=jnp.log(result.assignments), activations=result.activations
-    )
+    return RoutingResult(v=poses, c=result.assignments, logits=result.log_assignments, activations=result.activations)
