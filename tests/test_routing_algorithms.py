@@ -344,3 +344,41 @@ def test_concurrent_stack_second_order_jit_and_degenerate_inputs(x64):
     for case in (jnp.zeros_like(p0), jnp.broadcast_to(p0[:1], p0.shape)):
         value, grads = jax.value_and_grad(top, argnums=(0, 1, 2))(case, *weights)
         assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+def test_the_concurrent_stack_sits_on_a_convolutional_backbone():
+    """Conv2D -> PrimaryCapsules -> InvertedAttentionCapsules, as Tsai et al. stack it: gradients reach
+    the backbone's kernels through every routed layer, and a few Adam steps fit a small batch."""
+    import optax
+
+    from capsjax.nn import Conv2D, InvertedAttentionCapsules, PrimaryCapsules
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = Conv2D(1, 16, 5, stride=2, rngs=rngs)  # 13x13 -> 5x5
+            self.primary = PrimaryCapsules(16, num_types=4, caps_dim=4, kernel_size=3, stride=1, rngs=rngs)
+            self.routed = InvertedAttentionCapsules([(36, 4), (8, 6), (3, 8)], num_iters=2, rngs=rngs)
+
+        def __call__(self, images):
+            return self.routed(self.primary(jax.nn.relu(self.conv(images))))[-1].v  # [batch, 3, 8]
+
+    images = jax.random.uniform(jax.random.key(0), (6, 13, 13, 1))
+    targets = jax.random.normal(jax.random.key(1), (6, 3, 8))
+    net = Net(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(net, optax.adam(1e-2), wrt=nnx.Param)
+
+    def loss(net):
+        return jnp.mean(jnp.square(net(images) - targets))
+
+    @nnx.jit
+    def step(net, optimizer):
+        value, grads = nnx.value_and_grad(loss)(net)
+        optimizer.update(net, grads)
+        return value, grads
+
+    first, grads = step(net, optimizer)
+    kernel_grad = grads.conv.kernel[...]
+    assert bool(jnp.all(jnp.isfinite(kernel_grad))) and float(jnp.abs(kernel_grad).max()) > 0
+    for _ in range(30):
+        value, _ = step(net, optimizer)
+    assert float(value) < 0.9 * float(first)
