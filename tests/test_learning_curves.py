@@ -2,7 +2,13 @@
 
 import pytest
 
-from capsjax.analysis.learning_curves import error_curve, plot_learning_curve, time_to_accuracy, training_hours
+from capsjax.analysis.learning_curves import (
+    error_curve,
+    interruptions,
+    plot_learning_curve,
+    time_to_accuracy,
+    training_hours,
+)
 
 
 def records_of_a_resumed_run():
@@ -21,6 +27,14 @@ def test_training_time_leaves_out_the_stop_and_counts_the_first_interval():
     # 60 s before the first record, then 60 s per record; the 7,200 s stop becomes one typical 60 s interval
     assert hours[50] * 3600 == pytest.approx(60)
     assert hours[300] * 3600 == pytest.approx(60 * 6, abs=2)
+
+
+def test_interruptions_count_the_stop_and_its_length():
+    stops = interruptions(records_of_a_resumed_run())
+    assert stops.count == 1
+    assert stops.hours * 3600 == pytest.approx(7200 - 60, abs=1)  # the stop, less the typical interval (~60 s) kept
+    assert stops.elapsed_hours * 3600 == pytest.approx(180 + 7260)  # the first record to the last
+    assert interruptions(records_of_a_resumed_run(), gap_seconds=10_000).count == 0
 
 
 def test_curve_and_time_to_accuracy():

@@ -39,6 +39,27 @@ def training_hours(records: Sequence[dict], *, gap_seconds: float = 300.0) -> di
     return {r["step"]: float(seconds) / 3600.0 for r, seconds in zip(records, elapsed, strict=True)}
 
 
+class Interruptions(NamedTuple):
+    """The stops :func:`training_hours` leaves out of a run's training time."""
+
+    count: int
+    hours: float  # the stops' length, minus the typical interval each is replaced by
+    elapsed_hours: float  # first to last record, stops included
+
+
+def interruptions(records: Sequence[dict], *, gap_seconds: float = 300.0) -> Interruptions:
+    """How often and for how long a run was stopped: intervals between consecutive records (in step
+    order) longer than ``gap_seconds``."""
+    if len(records) < 2:
+        return Interruptions(0, 0.0, 0.0)
+    times = np.array([r["time"] for r in sorted(records, key=lambda r: (r["step"], r["time"]))], float)
+    intervals = np.diff(times)
+    stops = intervals > gap_seconds
+    typical = float(np.median(intervals[~stops])) if np.any(~stops) else 0.0
+    elapsed = float(times.max() - times.min()) / 3600.0
+    return Interruptions(int(stops.sum()), float(np.sum(intervals[stops] - typical)) / 3600.0, elapsed)
+
+
 def error_curve(records: Sequence[dict], *, steps_per_epoch: int, gap_seconds: float = 300.0) -> list[ErrorPoint]:
     """The test evaluations of a run's metric records, in step order (the last one of a step that was
     evaluated twice, e.g. before and after a resume)."""
