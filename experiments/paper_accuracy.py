@@ -83,9 +83,9 @@ def markdown(results: dict) -> str:
         f"`{results['weights_sha256']}`): **{100 * results['test_accuracy_from_weights']:.2f}%** "
         f"on {results['test_images']:,} images (error {results['test_error_percent_from_weights']:.2f}%; "
         f"paper {results['paper_error_percent']:.2f}%), after {results['epochs']:g} epochs "
-        f"({results['final_step']:,} steps, {results['training_hours']:.1f} h of training; "
-        f"{results['elapsed_hours']:.1f} h from first to last record with {results['interruptions']} "
-        "interruption(s) over 5 minutes left out).",
+        f"({results['final_step']:,} steps, {results['training_hours']:.1f} h of training with "
+        f"{results['interruptions']} stop(s) over 5 minutes left out; {results['elapsed_hours']:.1f} h "
+        "from first to last record, stops included).",
         "",
         "| test accuracy reached | epoch | training hours |",
         "|---|---:|---:|",

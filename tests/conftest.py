@@ -28,15 +28,24 @@ def x64():
         yield
 
 
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
 def real_mnist_present() -> bool:
-    return (MNIST_DIR / "train-images-idx3-ubyte.gz").exists()
+    return all((MNIST_DIR / name).exists() for name in MNIST_FILES)
 
 
 @pytest.fixture(scope="session")
 def real_mnist_dir():
     """The real MNIST IDX files beside the checkout; skip (visibly) where they are absent.
 
-    Only the test of the real files' contents uses it: the one documented skip of a fresh clone.
+    The tests that need the real files (their contents and checksums; the shipped weights' accuracy)
+    use it: the documented skips of a fresh clone.
     """
     if not real_mnist_present():
         pytest.skip(f"real MNIST not found at {MNIST_DIR}")

@@ -39,3 +39,23 @@ def tiny_config(**overrides) -> TrainConfig:
     )
     defaults.update(overrides)
     return TrainConfig(**defaults)
+
+
+def assert_examples_independent(forward, images: np.ndarray, fields: tuple[str, ...], *, seed: int = 0) -> None:
+    """vmap = a loop at the model level: example k of ``forward(images)`` (a ``ModelOutput``) keeps each
+    of ``fields`` when every other example of the batch is replaced by random pixels.
+
+    Compared at one batch shape: a batch of one rounds differently in float32.
+    """
+    images = np.asarray(images)
+    rng = np.random.default_rng(seed)
+    batch = forward(images)
+    for k in range(len(images)):
+        others = rng.random(images.shape).astype(images.dtype)
+        others[k] = images[k]
+        again = forward(others)
+        for field in fields:
+            np.testing.assert_allclose(
+                getattr(batch, field)[k], getattr(again, field)[k], rtol=1e-6, atol=1e-7, err_msg=field
+            )
+        assert np.abs(np.asarray(batch.scores) - np.asarray(again.scores)).max() > 1e-4  # the others did change

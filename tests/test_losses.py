@@ -62,7 +62,7 @@ def test_check_grads(reduction):
 
 
 def test_spread_loss_matches_its_definition_and_its_margin_grows():
-    from capsjax.ops.losses import spread_loss, spread_margin
+    from capsjax.ops.losses import spread_margin
 
     rng = np.random.default_rng(0)
     a = rng.uniform(size=(4, 5)).astype(np.float32)

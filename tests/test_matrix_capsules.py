@@ -31,6 +31,7 @@ from capsjax.nn import (
 from capsjax.ops.em_routing import em_routing
 from capsjax.ops.losses import spread_loss
 from capsjax.ops.matrix_votes import class_votes, matrix_votes, receptive_field_centres
+from helpers import assert_examples_independent
 
 # A MatrixCapsNet small enough to compile in a few seconds; 17x17 is the smallest image it takes.
 # Ten classes, as the generated MNIST the training test uses.
@@ -330,19 +331,8 @@ def test_experiment_config_is_the_small_network_with_the_spread_loss():
 
 
 def test_an_example_does_not_depend_on_the_others_in_its_batch():
-    """vmap = a loop at the model level: every layer (convolutional and class capsules included)
-    routes each example on its own. Compared at one batch shape (a batch of one rounds differently in
-    float32, by ~3e-5 after EM), with the other examples replaced."""
+    """Every layer (convolutional and class capsules included) routes each example on its own."""
     model = MatrixCapsNet(TINY, rngs=nnx.Rngs(2))
-    rng = np.random.default_rng(3)
-    images = rng.random((3, 17, 17, 1), np.float32)
     forward = nnx.jit(lambda model, images: model(images))
-    batch = forward(model, images)
-    for k in range(3):
-        others = rng.random((3, 17, 17, 1), np.float32)
-        others[k] = images[k]
-        again = forward(model, others)
-        for got, want in [(batch.scores, again.scores), (batch.capsules, again.capsules)]:
-            np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(batch.couplings[k], again.couplings[k], rtol=1e-6, atol=1e-7)
-        assert np.abs(np.asarray(batch.scores) - np.asarray(again.scores)).max() > 1e-4  # the others did change
+    images = np.random.default_rng(3).random((3, 17, 17, 1), np.float32)
+    assert_examples_independent(lambda x: forward(model, x), images, ("scores", "capsules", "couplings"))

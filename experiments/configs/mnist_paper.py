@@ -6,11 +6,11 @@ the public re-implementations that report 99.66-99.70% after about 50 epochs. Te
 measured after every epoch; the reported checkpoint is the last one (the test set is not used to
 pick an epoch). Measured on a 2-core CPU: 7-8 minutes per epoch with nothing else running, about 6.5
 hours in all. Run it in the background; after an interruption, continue it with --resume (the run
-keeps its config; give the same --data-dir again, or none when the files are in the download cache):
+keeps its config and the data folder it started with, so --resume needs no other flag):
 
 Command:  nohup capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper \\
               --data-dir ../shared/data > runs/mnist_paper.log 2>&1 &     # or no --data-dir: download
-          capsjax train --workdir runs/mnist_paper --data-dir ../shared/data --resume   # continue
+          capsjax train --workdir runs/mnist_paper --resume      # continue after an interruption
 Expected: >= 99.65% test accuracy at the last epoch (the paper reports 99.75%).
 """
 

@@ -25,16 +25,23 @@ class ErrorPoint(NamedTuple):
     hours: float  # training time up to this evaluation, interruptions left out
 
 
+def _intervals(records: Sequence[dict], gap_seconds: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Seconds between consecutive records (sorted by step, then time) ``[n - 1]``, which of them are
+    stops (longer than ``gap_seconds``), and the typical interval (the median of the others)."""
+    intervals = np.diff(np.array([r["time"] for r in records], float))
+    stops = intervals > gap_seconds
+    typical = float(np.median(intervals[~stops])) if np.any(~stops) else 0.0
+    return intervals, stops, typical
+
+
 def training_hours(records: Sequence[dict], *, gap_seconds: float = 300.0) -> dict[int, float]:
     """Training time in hours at each record's step (the first record's interval is counted twice:
     the time before it, compilation included, is taken to be one more interval like it)."""
     records = sorted(records, key=lambda r: (r["step"], r["time"]))
-    times = np.array([r["time"] for r in records], float)
-    if len(times) < 2:
+    if len(records) < 2:
         return {r["step"]: 0.0 for r in records}
-    intervals = np.diff(times)
-    typical = float(np.median(intervals[intervals <= gap_seconds])) if np.any(intervals <= gap_seconds) else 0.0
-    intervals = np.where(intervals > gap_seconds, typical, intervals)
+    intervals, stops, typical = _intervals(records, gap_seconds)
+    intervals = np.where(stops, typical, intervals)
     elapsed = np.concatenate([[intervals[0]], intervals[0] + np.cumsum(intervals)])
     return {r["step"]: float(seconds) / 3600.0 for r, seconds in zip(records, elapsed, strict=True)}
 
@@ -50,13 +57,11 @@ class Interruptions(NamedTuple):
 def interruptions(records: Sequence[dict], *, gap_seconds: float = 300.0) -> Interruptions:
     """How often and for how long a run was stopped: intervals between consecutive records (in step
     order) longer than ``gap_seconds``."""
+    records = sorted(records, key=lambda r: (r["step"], r["time"]))
     if len(records) < 2:
         return Interruptions(0, 0.0, 0.0)
-    times = np.array([r["time"] for r in sorted(records, key=lambda r: (r["step"], r["time"]))], float)
-    intervals = np.diff(times)
-    stops = intervals > gap_seconds
-    typical = float(np.median(intervals[~stops])) if np.any(~stops) else 0.0
-    elapsed = float(times.max() - times.min()) / 3600.0
+    intervals, stops, typical = _intervals(records, gap_seconds)
+    elapsed = float(max(r["time"] for r in records) - min(r["time"] for r in records)) / 3600.0
     return Interruptions(int(stops.sum()), float(np.sum(intervals[stops] - typical)) / 3600.0, elapsed)
 
 

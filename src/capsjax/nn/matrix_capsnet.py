@@ -144,7 +144,7 @@ class MatrixCapsNet(nnx.Module):
     def encode(self, x: Float[Array, "batch height width channels"]):
         """Images -> class capsules: :class:`~capsjax.ops.em_routing.EMRoutingResult` with a batch axis
         (poses ``[batch, classes, 16]``, activations ``[batch, classes]``, assignments
-        ``[batch, h * w * caps2_types, classes]``)."""
+        ``[batch, h * w * caps2_types, classes]`` and their logarithm, log_assignments)."""
         check_images(x, self.config.image_shape)
         primary = self.primary(jax.nn.relu(self.conv(x)))
         caps1 = self.caps1(primary.poses, primary.activations)

@@ -182,7 +182,8 @@ class ConvCapsules(nnx.Module):
           :class:`~capsjax.ops.em_routing.EMRoutingResult` with leading ``[batch, h', w']`` axes:
           poses ``[batch, h', w', out_types, 16]``, activations ``[batch, h', w', out_types]``,
           assignments ``[batch, h', w', kernel_size**2 * in_types, out_types]`` (inputs ordered kernel
-          row, kernel column, type), variances ``[batch, h', w', out_types, 16]``.
+          row, kernel column, type), variances ``[batch, h', w', out_types, 16]``, log_assignments
+          shaped as the assignments.
         """
         poses, activations = jnp.asarray(poses, jnp.float32), jnp.asarray(activations, jnp.float32)
         _check_capsules(poses, activations, self.in_types)
@@ -280,7 +281,7 @@ class ClassCapsules(nnx.Module):
           :class:`~capsjax.ops.em_routing.EMRoutingResult` with a leading batch axis: poses
           ``[batch, num_classes, 16]``, activations ``[batch, num_classes]``, assignments
           ``[batch, h * w * in_types, num_classes]`` (inputs ordered row, column, type), variances
-          ``[batch, num_classes, 16]``.
+          ``[batch, num_classes, 16]``, log_assignments shaped as the assignments.
         """
         poses, activations = jnp.asarray(poses, jnp.float32), jnp.asarray(activations, jnp.float32)
         _check_capsules(poses, activations, self.in_types)

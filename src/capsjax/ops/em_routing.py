@@ -149,9 +149,9 @@ def em_routing_fn(
     """:func:`em_routing` with the shared :class:`~capsjax.ops.routing_types.RoutingFn` signature.
 
     Input activations default to 1 and ``beta_u``, ``beta_a`` to 0; ``v`` is the poses (plus
-    ``bias``), ``c`` the assignments, ``logits`` their logarithm (as computed, so finite where an assignment
-    underflows to 0) and ``activations`` the output
-    activations ``[out_caps]``. The variances are :func:`em_routing`'s alone.
+    ``bias``), ``c`` the assignments, ``logits`` their logarithm (as computed, so finite where an
+    assignment underflows to 0) and ``activations`` the output activations ``[out_caps]``. The
+    variances are :func:`em_routing`'s alone.
 
     ``temperatures`` default to :func:`inverse_temperatures` rising to ``0.01 * out_caps / in_caps``:
     0.01 per unit of mean assigned mass, since the activations' cost grows with ``in_caps /
