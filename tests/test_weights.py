@@ -1,6 +1,7 @@
 """Weights files: export a run's checkpoint in bfloat16 with its config inside, load it as a model,
 evaluate and predict from it."""
 
+import dataclasses
 import json
 
 import jax
@@ -13,9 +14,11 @@ from PIL import Image
 import capsjax
 from capsjax.cli import main
 from capsjax.training.checkpoint import restore_params
+from capsjax.training.config import CapsNetConfig
 from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 from capsjax.training.loop import train_and_evaluate
-from capsjax.training.weights import export_weights, read_weights
+from capsjax.training.state import create_model, init_state, split_model
+from capsjax.training.weights import export_weights, read_weights, start_from_weights
 from helpers import tiny_config, write_fake_mnist
 
 
@@ -72,3 +75,60 @@ def test_a_file_that_is_not_weights_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="bad.msgpack: not a capsjax weights file"):
         read_weights(bad)
     assert main(["eval", "--weights", str(bad)]) == 2
+
+
+def test_train_from_a_weights_file_starts_at_its_parameters(run, tmp_path):
+    """--init-weights without --config trains the file's own model from its parameters: at a negligible
+    learning rate they barely move, while a random initialisation is far from them."""
+    workdir, data = run
+    path = tmp_path / "w.msgpack"
+    export_weights(workdir, path, dtype="float32")
+    stored = jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params))
+    argv = ["train", "--init-weights", str(path), "--workdir", str(tmp_path / "tuned"), "--data-dir", str(data)]
+    assert main([*argv, "--config.epochs=1", "--config.optim.learning_rate=1e-9"]) == 0
+    config, _, tuned = restore_params(tmp_path / "tuned")
+    assert config.init_weights == str(path.absolute()) and config.optim.learning_rate == 1e-9
+    for after, before in zip(jax.tree.leaves(nnx.to_pure_dict(tuned)), stored, strict=True):
+        np.testing.assert_allclose(after, before, atol=1e-5)
+    fresh = jax.tree.leaves(nnx.to_pure_dict(split_model(create_model(config, seed=7))[1]))
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(fresh, stored, strict=True)) > 1e-2
+
+
+def test_start_from_weights_gives_a_fresh_optimizer_at_step_zero(run, tmp_path):
+    workdir, _ = run
+    path = tmp_path / "w.msgpack"
+    export_weights(workdir, path)
+    config = dataclasses.replace(restore_params(workdir)[0], init_weights=str(path))
+    state = start_from_weights(config, init_state(config)[1])
+    assert int(state.step) == 0
+    for loaded, stored in zip(
+        jax.tree.leaves(nnx.to_pure_dict(state.params)),
+        jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(loaded, stored)
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(state.opt_state) if x.ndim > 0)
+
+
+def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written(run, tmp_path):
+    workdir, data = run
+    path = tmp_path / "w.msgpack"
+    export_weights(workdir, path)
+    other = tiny_config(
+        epochs=1,
+        capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=12, decoder_hidden=(32,)),
+        init_weights=str(path),
+    )
+    misfit = r"does not fit this run's capsnet: \S+ has shape \(.*, 8, 8\), this run's model \(.*, 12, 8\)$"
+    with pytest.raises(ValueError, match=misfit) as err:
+        train_and_evaluate(other, tmp_path / "misfit", data_dir=data, progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "misfit" / "config.json").exists()
+    checkpoints = tmp_path / "misfit" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+    with pytest.raises(SystemExit, match="--init-weights .*missing.msgpack: no such file"):
+        main(["train", "--init-weights", str(tmp_path / "missing.msgpack"), "--workdir", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="config.init_weights = .*missing.msgpack.*: no such file"):
+        train_and_evaluate(
+            tiny_config(init_weights=str(tmp_path / "missing.msgpack")), tmp_path / "y", data_dir=data, progress=False
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -12,8 +13,6 @@ import sys
 
 def with_data(config, data: str):
     """``config`` training on ``data``: a dataset name, or a path to data files (any supported format)."""
-    import dataclasses
-
     from capsjax.data.registry import DATASETS
 
     if data in DATASETS:
@@ -34,6 +33,18 @@ def _join_distributed_run(args) -> None:
     initialize(spec, heartbeat_timeout=args.heartbeat_timeout)
 
 
+def _config_of_weights(path: str):
+    """The training config stored in a weights file (a one-line error if it is not one)."""
+    from capsjax.training.weights import read_weights
+
+    if not pathlib.Path(path).is_file():
+        raise SystemExit(f"capsjax train: --init-weights {path}: no such file")
+    try:
+        return read_weights(path).config
+    except ValueError as err:
+        raise SystemExit(f"capsjax train: --init-weights {err}") from None
+
+
 def _train(args, overrides) -> int:
     _join_distributed_run(args)
     from capsjax.training.config import apply_overrides, load_config_file, read_config
@@ -44,9 +55,15 @@ def _train(args, overrides) -> int:
         config = load_config_file(args.config)
     elif args.resume and (workdir / "config.json").exists():
         config = read_config(workdir / "config.json")
+    elif args.init_weights:
+        config = _config_of_weights(args.init_weights)
     else:
-        raise SystemExit("capsjax train: --config FILE is required (or --resume with an existing --workdir)")
+        raise SystemExit(
+            "capsjax train: --config FILE is required (or --resume with an existing --workdir, or --init-weights FILE)"
+        )
     config = apply_overrides(config, overrides)
+    if args.init_weights:
+        config = dataclasses.replace(config, init_weights=str(pathlib.Path(args.init_weights).absolute()))
     if args.data:
         config = with_data(config, args.data)
     summary = train_and_evaluate(config, workdir, data_dir=args.data_dir, resume=args.resume)
@@ -147,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, cache, download)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
+    train.add_argument(
+        "--init-weights",
+        metavar="FILE",
+        help="start from the weights in FILE (capsjax export) instead of a random initialisation, with a "
+        "fresh optimizer; the model must fit them (without --config: the config stored in FILE)",
+    )
     distributed = train.add_argument_group(
         "distributed run (one process per host; found by itself under SLURM, Open MPI and on Cloud TPU slices)"
     )

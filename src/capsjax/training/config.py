@@ -132,6 +132,9 @@ class TrainConfig:
     # A step with a non-finite loss or gradient: "stop" the run with an error (the last good
     # checkpoint stays), or "skip" its update and count it.
     on_nonfinite: str = "stop"
+    # A weights file (``capsjax export``) to start from instead of a random initialisation: its
+    # parameters must fit this run's model; the optimizer and the learning-rate schedule start afresh.
+    init_weights: str | None = None
 
 
 def load_config_file(path: str | pathlib.Path) -> TrainConfig:
@@ -276,6 +279,7 @@ _RULES = {
     "log_every_steps": _POSITIVE,
     "prefetch": _NON_NEGATIVE,
     "on_nonfinite": _one_of(("stop", "skip")),
+    "init_weights": (lambda v: v is None or (isinstance(v, str) and v != ""), "None or a weights file"),
     "data.name": _one_of(DATASETS),
     "data.train_examples": _POSITIVE_OR_NONE,
     "data.test_examples": _POSITIVE_OR_NONE,

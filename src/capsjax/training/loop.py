@@ -42,6 +42,7 @@ from capsjax.data.pipeline import eval_batches, prefetch, train_batches
 from capsjax.nn.registry import MODELS, count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import (
+    ConfigError,
     TrainConfig,
     check_augmentation,
     read_config,
@@ -56,6 +57,7 @@ from capsjax.training.metrics import MetricWriter, NoMetricWriter
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import init_state
 from capsjax.training.steps import make_eval_step, make_train_step
+from capsjax.training.weights import start_from_weights
 
 log = logging.getLogger("capsjax")
 
@@ -201,6 +203,8 @@ def train_and_evaluate(
       ``"interrupted"``).
     """
     validate(config)  # before anything is written
+    if config.init_weights and not resume and not pathlib.Path(config.init_weights).is_file():
+        raise ConfigError(f"config.init_weights = {config.init_weights!r}: no such file")
     workdir = prepare_workdir(workdir)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
     if not resume and checkpointer.latest_step() is not None:
@@ -224,6 +228,12 @@ def train_and_evaluate(
     check_augmentation(config, test_set.images.shape[1:], has_targets=train_set.targets is not None)
     if resumed_from is not None and resumed_from != config and primary:
         log.warning("resuming with a config that differs from %s; the new one is used", config_path)
+    graphdef, state = init_state(config)
+    continuing = resume and checkpointer.latest_step() is not None
+    if config.init_weights and not continuing:  # before anything is written: a misfit is one line
+        state = start_from_weights(config, state)
+        if primary:
+            log.info("starting from the weights in %s", config.init_weights)
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
@@ -239,10 +249,9 @@ def train_and_evaluate(
         raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(train_set)})")
     total_steps = steps_per_epoch * config.epochs
 
-    graphdef, state = init_state(config)
     num_params = count_params(nnx.merge(graphdef, state.params))
     state = sharding.replicated(state)  # restored into these shardings: every process reads its part
-    if resume and checkpointer.latest_step() is not None:
+    if continuing:
         state = checkpointer.restore(state)
         log.info("resumed from step %d", int(state.step))
     train_rows = sharding.process_rows(config.batch_size)

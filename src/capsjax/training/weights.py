@@ -25,7 +25,7 @@ from flax import nnx, serialization
 from capsjax.nn.interface import with_mode
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict
-from capsjax.training.state import create_model, split_model
+from capsjax.training.state import TrainState, create_model, make_optimizer, split_model, trainable
 
 FORMAT = "capsjax-weights-1"
 STORAGE_DTYPES = ("bfloat16", "float32")
@@ -103,6 +103,44 @@ def read_weights(path: str | os.PathLike) -> Weights:
         raise ValueError(f"{path}: its parameters do not match the model its config describes")
     nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, stored))
     return Weights(config, graphdef, params, json.loads(record["class_names"]))
+
+
+def _first_mismatch(stored: dict, expected: dict) -> str | None:
+    """The first variable (``"a/b/kernel"``) whose presence or shape differs between two pure dicts."""
+    stored_leaves = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
+    expected_leaves = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+    for key in sorted(set(stored_leaves) | set(expected_leaves), key=str):
+        name = "/".join(str(getattr(k, "key", k)) for k in key)
+        if key not in stored_leaves:
+            return f"{name} is missing from the file"
+        if key not in expected_leaves:
+            return f"{name} is not in this run's model"
+        if np.shape(stored_leaves[key]) != np.shape(expected_leaves[key]):
+            return f"{name} has shape {np.shape(stored_leaves[key])}, this run's model {np.shape(expected_leaves[key])}"
+    return None
+
+
+def start_from_weights(config: TrainConfig, state: TrainState) -> TrainState:
+    """A new run's initial ``state`` with the variables of the weights file ``config.init_weights``
+    (fine-tuning, or a warm restart): the step stays 0 and the optimizer state is fresh.
+
+    Raises:
+      ValueError: one line naming the first variable that does not fit (another model, other sizes,
+        another number of classes), or the file is not a weights file.
+    """
+    path = config.init_weights
+    weights = read_weights(path)
+    stored, expected = nnx.to_pure_dict(weights.params), nnx.to_pure_dict(state.params)
+    mismatch = _first_mismatch(stored, expected)
+    if mismatch is not None:
+        raise ValueError(
+            f"config.init_weights = {path!r}: its {weights.config.model} does not fit this run's "
+            f"{config.model}: {mismatch}"
+        )
+    params = jax.tree.map(lambda x: x, state.params)  # a copy, then filled in place
+    nnx.replace_by_pure_dict(params, stored)
+    opt_state = make_optimizer(config.optim).init(trainable(params))
+    return state._replace(params=params, opt_state=opt_state)
 
 
 def load_weights(path: str | os.PathLike) -> nnx.Module:
