@@ -13,17 +13,28 @@ test accuracy.
     capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper   # hours; --resume
     capsjax export --workdir runs/mnist_paper --output weights/capsnet_mnist.msgpack
     python experiments/paper_accuracy.py --workdir runs/mnist_paper --weights weights/capsnet_mnist.msgpack
+
+A run continued by another from its weights (``capsjax train --init-weights``): give both, in order
+(``--workdir runs/mnist_paper --workdir runs/mnist_paper_continued``); the curve, steps and hours
+then count on across them, a dashed line marking where the second began.
 """
 
 import argparse
 import hashlib
+import itertools
 import json
 import pathlib
 
 import jax
 
 from capsjax.analysis.figures import augmentation_examples, model_figures
-from capsjax.analysis.learning_curves import error_curve, interruptions, plot_learning_curve, time_to_accuracy
+from capsjax.analysis.learning_curves import (
+    continued_curve,
+    error_curve,
+    interruptions,
+    plot_learning_curve,
+    time_to_accuracy,
+)
 from capsjax.analysis.reports import write_results
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
@@ -35,17 +46,26 @@ PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with rec
 
 
 def report(
-    workdir: pathlib.Path, weights_path: pathlib.Path, out: pathlib.Path, data_dir=None, *, paper_error=PAPER_ERROR
+    workdirs: list[pathlib.Path],
+    weights_path: pathlib.Path,
+    out: pathlib.Path,
+    data_dir=None,
+    *,
+    paper_error=PAPER_ERROR,
 ) -> dict:
+    """``workdirs``: the run, or runs that continued each other (``--init-weights``), in training order."""
     out.mkdir(parents=True, exist_ok=True)
     config = read_weights(weights_path).config
     test = load_data_split(config, "test", data_dir)
-    train_size = len(load_data_split(config, "train", data_dir))
-    summary = json.loads((workdir / "summary.json").read_text()) if (workdir / "summary.json").exists() else {}
-    records = read_metrics(workdir / "metrics.jsonl")
-    curve = error_curve(records, steps_per_epoch=train_size // config.batch_size)
-    stops = interruptions(records)
-    plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES)
+    steps_per_epoch = len(load_data_split(config, "train", data_dir)) // config.batch_size
+    last = workdirs[-1]
+    summary = json.loads((last / "summary.json").read_text()) if (last / "summary.json").exists() else {}
+    runs = [read_metrics(workdir / "metrics.jsonl") for workdir in workdirs]
+    curves = [error_curve(records, steps_per_epoch=steps_per_epoch) for records in runs]
+    curve = continued_curve(curves)
+    restarts = [curve[end - 1] for end in itertools.accumulate(len(c) for c in curves[:-1])]  # runs' last points
+    stops = [interruptions(records) for records in runs]
+    plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES, restarts=restarts)
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
     reached = time_to_accuracy(curve, MILESTONES)
@@ -65,8 +85,9 @@ def report(
         "final_step": curve[-1].step if curve else None,
         "epochs": curve[-1].epoch if curve else None,
         "training_hours": curve[-1].hours if curve else None,
-        "interruptions": stops.count,  # stops over 5 minutes, left out of training_hours
-        "elapsed_hours": stops.elapsed_hours,  # first to last metric record, stops included
+        "runs": [str(workdir) for workdir in workdirs],
+        "interruptions": sum(stop.count for stop in stops),  # stops over 5 minutes, left out of training_hours
+        "elapsed_hours": sum(stop.elapsed_hours for stop in stops),  # first to last record of each run
         "status": summary.get("status"),
         "time_to_accuracy": {
             name: None if point is None else {"epoch": point.epoch, "step": point.step, "hours": point.hours}
@@ -98,7 +119,12 @@ def markdown(results: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="the training run (its metrics.jsonl)")
+    parser.add_argument(
+        "--workdir",
+        required=True,
+        action="append",
+        help="the training run (its metrics.jsonl); repeated: runs that continued each other, in order",
+    )
     parser.add_argument("--weights", required=True, help="the weights file exported from it")
     parser.add_argument("--out", help="output folder (default: experiments/figures/<stem>)")
     parser.add_argument("--data-dir")
@@ -106,9 +132,8 @@ def main():
     parser.add_argument("--stem", default="paper_accuracy", help="name of the .json / .md results")
     args = parser.parse_args()
     out = pathlib.Path(args.out or f"experiments/figures/{args.stem}")
-    results = report(
-        pathlib.Path(args.workdir), pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error
-    )
+    workdirs = [pathlib.Path(workdir) for workdir in args.workdir]
+    results = report(workdirs, pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error)
     print(write_results(out, results, markdown(results), stem=args.stem), end="")
 
 

@@ -163,7 +163,7 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
     summary = train_and_evaluate(config, tmp_path / "run", data_dir=data, progress=False)
     weights = tmp_path / "model.msgpack"
     assert main(["export", "--workdir", str(tmp_path / "run"), "--output", str(weights)]) == 0
-    results = report(tmp_path / "run", weights, tmp_path / "out", data, paper_error=0.26)
+    results = report([tmp_path / "run"], weights, tmp_path / "out", data, paper_error=0.26)
     assert [point["epoch"] for point in results["curve"]] == [1.0, 2.0]
     assert results["final_step"] == summary["step"] == 8 and results["status"] == "completed"
     assert results["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -183,6 +183,19 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         *(["augmented_inputs.png"] if model == "efficient_capsnet" else []),
     ):
         assert np.asarray(Image.open(tmp_path / "out" / name).convert("L")).std() > 5, name
+    if model == "capsnet":  # a second run continuing the first from its weights: one curve on
+        assert (
+            main(
+                ["train", "--init-weights", str(weights), "--workdir", str(tmp_path / "more"), "--data-dir", str(data)]
+            )
+            == 0
+        )
+        again = tmp_path / "more.msgpack"
+        assert main(["export", "--workdir", str(tmp_path / "more"), "--output", str(again)]) == 0
+        both = report([tmp_path / "run", tmp_path / "more"], again, tmp_path / "out2", data)
+        assert [point["epoch"] for point in both["curve"]] == [1.0, 2.0, 3.0, 4.0]
+        assert both["final_step"] == 16 and both["runs"] == [str(tmp_path / "run"), str(tmp_path / "more")]
+        assert both["training_hours"] > results["training_hours"]
     if model == "efficient_capsnet":  # the script end to end, its results named by --stem
         args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]
         script = [sys.executable, str(EXPERIMENTS / "paper_accuracy.py"), *map(str, args), "--paper-error", "0.3"]

@@ -3,6 +3,8 @@
 import pytest
 
 from capsjax.analysis.learning_curves import (
+    ErrorPoint,
+    continued_curve,
     error_curve,
     interruptions,
     plot_learning_curve,
@@ -47,4 +49,20 @@ def test_curve_and_time_to_accuracy():
 def test_learning_curve_figure(tmp_path):
     curve = error_curve(records_of_a_resumed_run(), steps_per_epoch=100)
     path = plot_learning_curve(curve, tmp_path / "curve.png", marks=[99.0])
+    assert path.stat().st_size > 1000
+
+
+def test_a_continued_run_counts_on_from_where_the_first_ended(tmp_path):
+    first = error_curve(records_of_a_resumed_run(), steps_per_epoch=100)
+    second = [ErrorPoint(100, 1.0, 0.4, 0.5), ErrorPoint(200, 2.0, 0.35, 1.0)]
+    joined = continued_curve([first, second])
+    assert [(p.step, p.epoch, p.error_percent) for p in joined] == [
+        (100, 1.0, 1.2),
+        (300, 3.0, 0.45),
+        (400, 4.0, 0.4),
+        (500, 5.0, 0.35),
+    ]
+    assert joined[3].hours == pytest.approx(first[-1].hours + 1.0)
+    assert continued_curve([first]) == first
+    path = plot_learning_curve(joined, tmp_path / "curve.png", restarts=[joined[1]])
     assert path.stat().st_size > 1000

@@ -76,6 +76,19 @@ def error_curve(records: Sequence[dict], *, steps_per_epoch: int, gap_seconds: f
     ]
 
 
+def continued_curve(curves: Sequence[Sequence[ErrorPoint]]) -> list[ErrorPoint]:
+    """One curve of runs that continued each other (each started from the weights the one before it
+    ended with, ``capsjax train --init-weights``): each run's steps, epochs and hours counted on from
+    where the run before it ended."""
+    joined: list[ErrorPoint] = []
+    for curve in curves:
+        last = joined[-1] if joined else ErrorPoint(0, 0.0, 0.0, 0.0)
+        joined += [
+            ErrorPoint(last.step + p.step, last.epoch + p.epoch, p.error_percent, last.hours + p.hours) for p in curve
+        ]
+    return joined
+
+
 def time_to_accuracy(curve: Sequence[ErrorPoint], accuracies_percent: Sequence[float]) -> dict[str, ErrorPoint | None]:
     """The first evaluation reaching each test accuracy (in percent), or None where none did."""
     return {
@@ -85,10 +98,15 @@ def time_to_accuracy(curve: Sequence[ErrorPoint], accuracies_percent: Sequence[f
 
 
 def plot_learning_curve(
-    curve: Sequence[ErrorPoint], path: pathlib.Path, *, marks: Sequence[float] = ()
+    curve: Sequence[ErrorPoint],
+    path: pathlib.Path,
+    *,
+    marks: Sequence[float] = (),
+    restarts: Sequence[ErrorPoint] = (),
 ) -> pathlib.Path:
     """Two panels: test error (%, log scale) against epoch and against training hours; dotted lines
-    at the test errors of the accuracies in ``marks`` (percent)."""
+    at the test errors of the accuracies in ``marks`` (percent), dashed vertical lines at
+    ``restarts`` (the last point of each run that a later run continued)."""
     fig = Figure(figsize=(10.0, 4.0))
     axes = fig.subplots(1, 2)
     errors = [p.error_percent for p in curve]
@@ -97,6 +115,8 @@ def plot_learning_curve(
         (axes[1], [p.hours for p in curve], "training time (hours, interruptions left out)"),
     ):
         ax.plot(x, errors, marker="o", markersize=3)
+        for point in restarts:
+            ax.axvline(point.epoch if label == "epoch" else point.hours, color="tab:red", linestyle="--", linewidth=1)
         for accuracy in marks:
             ax.axhline(100.0 - accuracy, color="gray", linestyle=":", linewidth=1)
             ax.annotate(f"{accuracy:g}%", (x[-1], 100.0 - accuracy), fontsize=7, color="gray", va="bottom", ha="right")
