@@ -6,9 +6,9 @@ reaches about the paper's floor (5e-5) that its 150 epochs at 0.97 reach.
 
 Command:  capsjax train --config experiments/configs/efficient_capsnet_augmented.py \\
               --workdir runs/efficient_capsnet_augmented
-Expected: aims at >= 99.6% MNIST test accuracy (the paper's mean: 99.74%); not measured yet. About
-the plain config's speed (329 img/s on a 2-core CPU; the augmentation is a few gathers per image),
-so ~1.5 hours.
+Expected: >= 99.6% MNIST test accuracy (the paper's mean: 99.74%). Measured, seed 0 on a 2-core CPU:
+99.65% at the last epoch, from the exported bfloat16 weights (weights/efficient_capsnet_mnist.msgpack);
+99.6% first at epoch 23; 1.6 hours of training at about 326 img/s.
 """
 
 import dataclasses
