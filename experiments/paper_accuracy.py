@@ -36,6 +36,7 @@ from capsjax.analysis.learning_curves import (
     time_to_accuracy,
 )
 from capsjax.analysis.reports import write_results
+from capsjax.training.config import read_config
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
@@ -53,15 +54,34 @@ def report(
     *,
     paper_error=PAPER_ERROR,
 ) -> dict:
-    """``workdirs``: the run, or runs that continued each other (``--init-weights``), in training order."""
+    """Measure a weights file and draw its run's learning curve and the model's figures into ``out``.
+
+    Args:
+      workdirs: the run the weights came from, or runs that continued each other (each started from
+        the weights the one before it ended with, ``--init-weights``), in training order. Each run is
+        read up to its last test evaluation (a finished run evaluates at its last step).
+      weights_path: the weights file exported from the last run.
+      out: folder for the figures.
+      data_dir: where the data is (as ``capsjax train --data-dir``).
+      paper_error: the paper's test error, percent, printed beside ours.
+
+    Returns:
+      the results written to ``<stem>.json`` (see the module docstring).
+    """
     out.mkdir(parents=True, exist_ok=True)
     config = read_weights(weights_path).config
     test = load_data_split(config, "test", data_dir)
-    steps_per_epoch = len(load_data_split(config, "train", data_dir)) // config.batch_size
+    train_size = len(load_data_split(config, "train", data_dir))
     last = workdirs[-1]
     summary = json.loads((last / "summary.json").read_text()) if (last / "summary.json").exists() else {}
     runs = [read_metrics(workdir / "metrics.jsonl") for workdir in workdirs]
-    curves = [error_curve(records, steps_per_epoch=steps_per_epoch) for records in runs]
+    curves = [
+        error_curve(records, steps_per_epoch=train_size // read_config(workdir / "config.json").batch_size)
+        for workdir, records in zip(workdirs, runs, strict=True)
+    ]
+    if not all(curves):
+        empty = next(workdir for workdir, points in zip(workdirs, curves, strict=True) if not points)
+        raise SystemExit(f"paper_accuracy.py: {empty} has no test evaluation in its metrics.jsonl")
     curve = continued_curve(curves)
     restarts = [curve[end - 1] for end in itertools.accumulate(len(c) for c in curves[:-1])]  # runs' last points
     stops = [interruptions(records) for records in runs]

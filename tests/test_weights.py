@@ -1,7 +1,6 @@
 """Weights files: export a run's checkpoint in bfloat16 with its config inside, load it as a model,
 evaluate and predict from it."""
 
-import dataclasses
 import json
 
 import jax
@@ -17,8 +16,8 @@ from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import CapsNetConfig
 from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 from capsjax.training.loop import train_and_evaluate
-from capsjax.training.state import create_model, init_state, split_model
-from capsjax.training.weights import export_weights, read_weights, start_from_weights
+from capsjax.training.state import create_model, init_state, restart_state, split_model
+from capsjax.training.weights import export_weights, fitting_params, read_weights
 from helpers import tiny_config, write_fake_mnist
 
 
@@ -77,9 +76,10 @@ def test_a_file_that_is_not_weights_is_one_clear_error(tmp_path):
     assert main(["eval", "--weights", str(bad)]) == 2
 
 
-def test_train_from_a_weights_file_starts_at_its_parameters(run, tmp_path):
+def test_train_from_a_weights_file_starts_at_its_parameters(run, tmp_path, capsys):
     """--init-weights without --config trains the file's own model from its parameters: at a negligible
-    learning rate they barely move, while a random initialisation is far from them."""
+    learning rate they barely move, while the run the file came from moved them from where the same
+    seed's random initialisation put them."""
     workdir, data = run
     path = tmp_path / "w.msgpack"
     export_weights(workdir, path, dtype="float32")
@@ -90,24 +90,37 @@ def test_train_from_a_weights_file_starts_at_its_parameters(run, tmp_path):
     assert config.init_weights == str(path.absolute()) and config.optim.learning_rate == 1e-9
     for after, before in zip(jax.tree.leaves(nnx.to_pure_dict(tuned)), stored, strict=True):
         np.testing.assert_allclose(after, before, atol=1e-5)
-    fresh = jax.tree.leaves(nnx.to_pure_dict(split_model(create_model(config, seed=7))[1]))
-    assert max(float(np.max(np.abs(a - b))) for a, b in zip(fresh, stored, strict=True)) > 1e-2
+    fresh = jax.tree.leaves(nnx.to_pure_dict(split_model(create_model(config))[1]))  # the same seed
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(fresh, stored, strict=True)) > 1e-3  # 6 Adam steps
+    assert read_weights(path).config.init_weights is None  # a weights file does not say where its run began
+    capsys.readouterr()
+    other = tmp_path / "other.msgpack"  # the run has a checkpoint: starting it from other weights is refused
+    export_weights(workdir, other)
+    argv[2] = str(other)
+    assert main([*argv, "--resume"]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
 
 
-def test_start_from_weights_gives_a_fresh_optimizer_at_step_zero(run, tmp_path):
+def test_restart_state_is_step_zero_with_a_fresh_optimizer(run, tmp_path):
+    """From a trained-looking state (step 7, non-zero Adam moments) to a new run's first state."""
     workdir, _ = run
     path = tmp_path / "w.msgpack"
     export_weights(workdir, path)
-    config = dataclasses.replace(restore_params(workdir)[0], init_weights=str(path))
-    state = start_from_weights(config, init_state(config)[1])
-    assert int(state.step) == 0
+    config = restore_params(workdir)[0]
+    _, state = init_state(config)
+    used = state._replace(step=jnp.array(7, jnp.int32), opt_state=jax.tree.map(jnp.ones_like, state.opt_state))
+    params = fitting_params(path, state.params, model=config.model)
+    restarted = restart_state(used, params, config.optim)
+    assert int(restarted.step) == 0
     for loaded, stored in zip(
-        jax.tree.leaves(nnx.to_pure_dict(state.params)),
+        jax.tree.leaves(nnx.to_pure_dict(restarted.params)),
         jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params)),
         strict=True,
     ):
         np.testing.assert_array_equal(loaded, stored)
-    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(state.opt_state) if x.ndim > 0)
+    moments = [x for x in jax.tree.leaves(restarted.opt_state) if x.ndim > 0]
+    assert moments and all(float(jnp.max(jnp.abs(x))) == 0.0 for x in moments)
+    np.testing.assert_array_equal(restarted.rng, used.rng)
 
 
 def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written(run, tmp_path):

@@ -55,9 +55,9 @@ from capsjax.training.distributed import DistributedError, any_process, first_li
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter, NoMetricWriter
 from capsjax.training.sharding import Sharding
-from capsjax.training.state import init_state
+from capsjax.training.state import init_state, restart_state
 from capsjax.training.steps import make_eval_step, make_train_step
-from capsjax.training.weights import start_from_weights
+from capsjax.training.weights import fitting_params
 
 log = logging.getLogger("capsjax")
 
@@ -203,10 +203,12 @@ def train_and_evaluate(
       ``"interrupted"``).
     """
     validate(config)  # before anything is written
-    if config.init_weights and not resume and not pathlib.Path(config.init_weights).is_file():
-        raise ConfigError(f"config.init_weights = {config.init_weights!r}: no such file")
     workdir = prepare_workdir(workdir)
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+    continuing = resume and checkpointer.latest_step() is not None
+    if config.init_weights and not continuing and not pathlib.Path(config.init_weights).is_file():
+        checkpointer.close()
+        raise ConfigError(f"config.init_weights = {config.init_weights!r}: no such file")
     if not resume and checkpointer.latest_step() is not None:
         step = checkpointer.latest_step()
         checkpointer.close()
@@ -218,6 +220,13 @@ def train_and_evaluate(
     resumed_from = read_config(config_path) if resume and config_path.exists() else None
     if resumed_from is not None:
         data_dir = recorded_data_dir(config_path) if data_dir is None else data_dir
+    if continuing and resumed_from is not None and config.init_weights != resumed_from.init_weights:
+        step = checkpointer.latest_step()
+        checkpointer.close()
+        raise ValueError(
+            f"{workdir} already holds a checkpoint (step {step}) of a run started from "
+            f"{resumed_from.init_weights or 'a random initialisation'}: --init-weights only starts a new run"
+        )
 
     sharding = Sharding.over_all_devices()
     primary = is_primary()
@@ -229,9 +238,10 @@ def train_and_evaluate(
     if resumed_from is not None and resumed_from != config and primary:
         log.warning("resuming with a config that differs from %s; the new one is used", config_path)
     graphdef, state = init_state(config)
-    continuing = resume and checkpointer.latest_step() is not None
     if config.init_weights and not continuing:  # before anything is written: a misfit is one line
-        state = start_from_weights(config, state)
+        # Every process reads the file (the same file: replicated() below takes its values as equal).
+        params = fitting_params(config.init_weights, state.params, model=config.model)
+        state = restart_state(state, params, config.optim)
         if primary:
             log.info("starting from the weights in %s", config.init_weights)
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.

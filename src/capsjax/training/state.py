@@ -71,3 +71,9 @@ def init_state(config: TrainConfig) -> tuple[nnx.GraphDef, TrainState]:
     tx = make_optimizer(config.optim)
     rng = jax.random.key_data(jax.random.key(config.seed + 1))
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(trainable(params)), rng)
+
+
+def restart_state(state: TrainState, params: nnx.State, optim: OptimConfig) -> TrainState:
+    """A new run's first state holding ``params`` (e.g. trained weights, same layout as
+    ``state.params``): step 0, a fresh optimizer state for ``optim``, ``state``'s PRNG key."""
+    return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(optim).init(trainable(params)), state.rng)

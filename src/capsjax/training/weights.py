@@ -4,13 +4,15 @@
 (JSON), its class names and the parameters, with the running batch statistics of a model with batch
 norm (kept in float32 whatever ``dtype``: a few hundred numbers that every normalisation divides
 by); ``load_weights(path)`` returns the model with float32 parameters, in evaluation mode,
-``read_weights(path)`` the pieces (config, graph, parameters). bfloat16 halves the file
+``read_weights(path)`` the pieces (config, graph, parameters), ``fitting_params`` the parameters a
+new run starts from (``capsjax train --init-weights``). bfloat16 halves the file
 (the paper's CapsNet: 16.4 MB instead of 32.9); accuracy must be measured from the stored file, after
 that reduction: ``capsjax eval --weights FILE``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +27,7 @@ from flax import nnx, serialization
 from capsjax.nn.interface import with_mode
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict
-from capsjax.training.state import TrainState, create_model, make_optimizer, split_model, trainable
+from capsjax.training.state import create_model, split_model
 
 FORMAT = "capsjax-weights-1"
 STORAGE_DTYPES = ("bfloat16", "float32")
@@ -54,6 +56,7 @@ def export_weights(
         raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
     workdir = pathlib.Path(workdir)
     config, _, params = restore_params(workdir, step=step)
+    config = dataclasses.replace(config, init_weights=None)  # the model and recipe, not where a run began
 
     def for_storage(_, variable):
         kept = jnp.dtype(dtype) if isinstance(variable, nnx.Param) else np.float32
@@ -120,27 +123,27 @@ def _first_mismatch(stored: dict, expected: dict) -> str | None:
     return None
 
 
-def start_from_weights(config: TrainConfig, state: TrainState) -> TrainState:
-    """A new run's initial ``state`` with the variables of the weights file ``config.init_weights``
-    (fine-tuning, or a warm restart): the step stays 0 and the optimizer state is fresh.
+def fitting_params(path: str | os.PathLike, params: nnx.State, *, model: str) -> nnx.State:
+    """The float32 variables of a weights file, as a copy of ``params`` (a new ``model``'s variables,
+    :func:`split_model`) holding the file's values: what a run started from trained weights begins
+    with (``capsjax train --init-weights``).
 
     Raises:
+      FileNotFoundError: no file at ``path``.
       ValueError: one line naming the first variable that does not fit (another model, other sizes,
         another number of classes), or the file is not a weights file.
     """
-    path = config.init_weights
     weights = read_weights(path)
-    stored, expected = nnx.to_pure_dict(weights.params), nnx.to_pure_dict(state.params)
+    stored, expected = nnx.to_pure_dict(weights.params), nnx.to_pure_dict(params)
     mismatch = _first_mismatch(stored, expected)
     if mismatch is not None:
         raise ValueError(
-            f"config.init_weights = {path!r}: its {weights.config.model} does not fit this run's "
-            f"{config.model}: {mismatch}"
+            f"config.init_weights = {str(path)!r}: its {weights.config.model} does not fit "
+            f"this run's {model}: {mismatch}"
         )
-    params = jax.tree.map(lambda x: x, state.params)  # a copy, then filled in place
-    nnx.replace_by_pure_dict(params, stored)
-    opt_state = make_optimizer(config.optim).init(trainable(params))
-    return state._replace(params=params, opt_state=opt_state)
+    fitted = jax.tree.map(lambda x: x, params)  # a copy, then filled in place
+    nnx.replace_by_pure_dict(fitted, stored)
+    return fitted
 
 
 def load_weights(path: str | os.PathLike) -> nnx.Module:
