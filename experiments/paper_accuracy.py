@@ -16,7 +16,9 @@ test accuracy.
 
 A run continued by another from its weights (``capsjax train --init-weights``): give both, in order
 (``--workdir runs/mnist_paper --workdir runs/mnist_paper_continued``); the curve, steps and hours
-then count on across them, a dashed line marking where the second began.
+then count on across them, a dashed line marking where the second began. Where the earlier run's
+folder is gone, its report stands in for it (``--earlier experiments/figures/paper_accuracy/paper_accuracy.json
+--workdir runs/mnist_paper_continued``): its curve, stops and hours are read from the report.
 """
 
 import argparse
@@ -24,11 +26,14 @@ import hashlib
 import itertools
 import json
 import pathlib
+from collections.abc import Sequence
 
 import jax
 
 from capsjax.analysis.figures import augmentation_examples, model_figures
 from capsjax.analysis.learning_curves import (
+    ErrorPoint,
+    Interruptions,
     continued_curve,
     error_curve,
     interruptions,
@@ -46,6 +51,20 @@ MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
 PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
 
 
+def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interruptions]:
+    """An earlier run's learning curve and stops, read from the ``<stem>.json`` this script wrote of it.
+
+    Its stops' length is not in the report (only how many, and the elapsed hours), so it is 0 here.
+    """
+    results = json.loads(report_path.read_text())
+    missing = [key for key in ("curve", "interruptions", "elapsed_hours") if key not in results]
+    if missing or not results["curve"]:
+        what = ", ".join(missing) or "an empty curve"
+        raise SystemExit(f"paper_accuracy.py: {report_path} is not a report with a curve ({what})")
+    curve = [ErrorPoint(**point) for point in results["curve"]]
+    return curve, Interruptions(results["interruptions"], 0.0, results["elapsed_hours"])
+
+
 def report(
     workdirs: list[pathlib.Path],
     weights_path: pathlib.Path,
@@ -53,6 +72,7 @@ def report(
     data_dir=None,
     *,
     paper_error=PAPER_ERROR,
+    earlier: Sequence[pathlib.Path] = (),
 ) -> dict:
     """Measure a weights file and draw its run's learning curve and the model's figures into ``out``.
 
@@ -64,6 +84,8 @@ def report(
       out: folder for the figures.
       data_dir: where the data is (as ``capsjax train --data-dir``).
       paper_error: the paper's test error, percent, printed beside ours.
+      earlier: reports (``<stem>.json``) of runs before ``workdirs``, in training order, standing in
+        for run folders that are gone (:func:`earlier_run`).
 
     Returns:
       the results written to ``<stem>.json`` (see the module docstring).
@@ -82,9 +104,11 @@ def report(
     if not all(curves):
         empty = next(workdir for workdir, points in zip(workdirs, curves, strict=True) if not points)
         raise SystemExit(f"paper_accuracy.py: {empty} has no test evaluation in its metrics.jsonl")
+    before = [earlier_run(path) for path in earlier]
+    curves = [points for points, _ in before] + curves
     curve = continued_curve(curves)
     restarts = [curve[end - 1] for end in itertools.accumulate(len(c) for c in curves[:-1])]  # runs' last points
-    stops = [interruptions(records) for records in runs]
+    stops = [stop for _, stop in before] + [interruptions(records) for records in runs]
     plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES, restarts=restarts)
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
@@ -105,7 +129,7 @@ def report(
         "final_step": curve[-1].step if curve else None,
         "epochs": curve[-1].epoch if curve else None,
         "training_hours": curve[-1].hours if curve else None,
-        "runs": [str(workdir) for workdir in workdirs],
+        "runs": [str(path) for path in (*earlier, *workdirs)],
         "interruptions": sum(stop.count for stop in stops),  # stops over 5 minutes, left out of training_hours
         "elapsed_hours": sum(stop.elapsed_hours for stop in stops),  # first to last record of each run
         "status": summary.get("status"),
@@ -145,6 +169,12 @@ def main():
         action="append",
         help="the training run (its metrics.jsonl); repeated: runs that continued each other, in order",
     )
+    parser.add_argument(
+        "--earlier",
+        action="append",
+        default=[],
+        help="the report (.json) of a run before --workdir whose folder is gone; repeated: in training order",
+    )
     parser.add_argument("--weights", required=True, help="the weights file exported from it")
     parser.add_argument("--out", help="output folder (default: experiments/figures/<stem>)")
     parser.add_argument("--data-dir")
@@ -153,7 +183,10 @@ def main():
     args = parser.parse_args()
     out = pathlib.Path(args.out or f"experiments/figures/{args.stem}")
     workdirs = [pathlib.Path(workdir) for workdir in args.workdir]
-    results = report(workdirs, pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error)
+    earlier = [pathlib.Path(path) for path in args.earlier]
+    results = report(
+        workdirs, pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error, earlier=earlier
+    )
     print(write_results(out, results, markdown(results), stem=args.stem), end="")
 
 

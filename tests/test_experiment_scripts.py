@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -196,6 +197,17 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         assert [point["epoch"] for point in both["curve"]] == [1.0, 2.0, 3.0, 4.0]
         assert both["final_step"] == 16 and both["runs"] == [str(tmp_path / "run"), str(tmp_path / "more")]
         assert both["training_hours"] > results["training_hours"]
+        # the first run's folder gone, its report stands in for it: the same curve, stops and hours
+        first_report = tmp_path / "first.json"
+        first_report.write_text(json.dumps(results))
+        shutil.rmtree(tmp_path / "run")
+        from_report = report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
+        assert from_report["curve"] == both["curve"] and from_report["runs"] == [str(first_report), both["runs"][1]]
+        for key in ("training_hours", "interruptions", "elapsed_hours", "final_step", "time_to_accuracy"):
+            assert from_report[key] == both[key], key
+        first_report.write_text(json.dumps({"curve": []}))
+        with pytest.raises(SystemExit, match="not a report with a curve"):
+            report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
     if model == "efficient_capsnet":  # the script end to end, its results named by --stem
         args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]
         script = [sys.executable, str(EXPERIMENTS / "paper_accuracy.py"), *map(str, args), "--paper-error", "0.3"]

@@ -1,6 +1,7 @@
 """Every routing algorithm behind get_routing: shared properties and float64 gradient checks (by
 capsjax.testing.check_routing), and a NumPy transcription of each paper's procedure compared on random inputs."""
 
+import functools
 import math
 
 import jax
@@ -138,7 +139,7 @@ def test_inverted_dot_product_matches_a_numpy_transcription(iters):
     np.testing.assert_allclose(got, np_inverted_dot_product(u, iters), rtol=1e-4, atol=1e-4)
 
 
-def np_em(V, a_in, beta_u, beta_a, lambdas, eps=1e-4):
+def np_em(V, a_in, beta_u, beta_a, lambdas, eps=1e-4, normalize_cost=False):
     n_in, n_out, d = V.shape
     R = np.full((n_in, n_out), 1.0 / n_out)
     for t, lam in enumerate(lambdas):
@@ -147,6 +148,8 @@ def np_em(V, a_in, beta_u, beta_a, lambdas, eps=1e-4):
         mu = np.stack([(Rp[:, j, None] * V[:, j]).sum(0) / mass[j] for j in range(n_out)])
         var = np.stack([(Rp[:, j, None] * (V[:, j] - mu[j]) ** 2).sum(0) / mass[j] for j in range(n_out)]) + eps
         cost = (beta_u[:, None] + np.log(np.sqrt(var))).sum(1) * mass
+        if normalize_cost:  # standard scores over the output capsules
+            cost = (cost - cost.mean()) / np.sqrt(cost.var() + eps)
         a_out = 1 / (1 + np.exp(-lam * (beta_a - cost)))
         if t == len(lambdas) - 1:
             break
@@ -155,13 +158,22 @@ def np_em(V, a_in, beta_u, beta_a, lambdas, eps=1e-4):
     return mu, a_out, R
 
 
-def test_em_routing_matches_a_numpy_transcription(x64):
+@pytest.mark.parametrize("normalize_cost", [False, True])
+def test_em_routing_matches_a_numpy_transcription(x64, normalize_cost):
     rng = np.random.default_rng(1)
     V = rng.normal(size=(10, 3, 16)) * 0.5
     a_in, beta_u, beta_a = rng.uniform(0.1, 1, 10), rng.normal(size=3), rng.normal(size=3)
     lambdas = (0.5, 1.0, 2.0)
-    mu, a_out, R = np_em(V, a_in, beta_u, beta_a, lambdas)
-    got = em_routing(jnp.asarray(V), jnp.asarray(a_in), beta_u=beta_u, beta_a=beta_a, num_iters=3, temperatures=lambdas)
+    mu, a_out, R = np_em(V, a_in, beta_u, beta_a, lambdas, normalize_cost=normalize_cost)
+    got = em_routing(
+        jnp.asarray(V),
+        jnp.asarray(a_in),
+        beta_u=beta_u,
+        beta_a=beta_a,
+        num_iters=3,
+        temperatures=lambdas,
+        normalize_cost=normalize_cost,
+    )
     np.testing.assert_allclose(got.poses, mu, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(got.activations, a_out, rtol=1e-8)
     np.testing.assert_allclose(got.assignments, R, rtol=1e-8, atol=1e-12)
@@ -187,9 +199,10 @@ def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
 
 
 def test_em_logits_stay_finite_where_an_assignment_underflows():
-    # Two well-separated clusters and a sharp temperature: by the 4th iteration some R are 0 in float32.
+    # Two well-separated clusters and a sharp temperature: by the 4th iteration some R are 0 in float32
+    # with the paper's cost (standardised, the two activations stay within sigmoid(+-1) of each other).
     V = votes(0, shape=(16, 2, 16), scale=0.01).at[8:, 0].add(3.0).at[:8, 1].add(-3.0)
-    route = get_routing("em")
+    route = functools.partial(get_routing("em"), normalize_cost=False)
 
     def total_logit(V):
         return jnp.sum(route(V, num_iters=4, temperatures=(1.0,) * 4).logits)
@@ -382,3 +395,28 @@ def test_the_concurrent_stack_sits_on_a_convolutional_backbone():
     for _ in range(30):
         value, _ = step(net, optimizer)
     assert float(value) < 0.9 * float(first)
+
+
+def test_em_standardised_costs_separate_classes_at_capsnets_size():
+    """At CapsNet's size (288 primary capsules with small lengths, 10 classes, votes of ~0.01 at
+    initialisation) the paper's unstandardised cost leaves every class activation near 0.5, as the
+    comparison's EM runs stayed at chance; standardised (the "em" default) the activations spread over
+    (0, 1), and in the first iteration (uniform assignments, equal masses) they do not depend on the
+    votes' overall scale."""
+    V = votes(6, shape=(288, 10, 16), scale=0.01)
+    a_in = jax.random.uniform(jax.random.key(7), (288,), minval=0.05, maxval=0.3)
+    route = get_routing("em")
+    spread = lambda out: float(out.activations.max() - out.activations.min())
+    assert spread(route(V, activations=a_in)) > 0.5
+    assert spread(route(V, activations=a_in, normalize_cost=False)) < 0.02
+    zeros, V = jnp.zeros(10), votes(6, shape=(288, 10, 16))  # unit votes: their variances far above eps
+    first = [
+        em_routing(scale * V, a_in, beta_u=zeros, beta_a=zeros, num_iters=1, temperatures=(1.0,), normalize_cost=True)
+        for scale in (1.0, 30.0)
+    ]
+    np.testing.assert_allclose(first[0].activations, first[1].activations, rtol=1e-3, atol=1e-4)
+    unscaled = [
+        em_routing(scale * V, a_in, beta_u=zeros, beta_a=zeros, num_iters=1, temperatures=(1.0,))
+        for scale in (1.0, 30.0)
+    ]
+    assert float(jnp.max(jnp.abs(unscaled[0].activations - unscaled[1].activations))) > 0.1

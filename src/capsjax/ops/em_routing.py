@@ -65,6 +65,7 @@ def em_routing(
     beta_a: Float[ArrayLike, " out_caps"],
     num_iters: int = 3,
     temperatures: Sequence[float] | None = None,
+    normalize_cost: bool = False,
     eps: float = 1e-4,
 ) -> EMRoutingResult:
     r"""EM routing (Hinton et al. 2018, Procedure 1) for ONE example.
@@ -92,7 +93,14 @@ def em_routing(
       num_iters: iterations, >= 1 (the paper uses 3).
       temperatures: the inverse temperature :math:`\lambda_t` of each iteration (default
         :func:`inverse_temperatures`).
-      eps: added to the assigned mass :math:`m_j` and to the variances.
+      normalize_cost: standardise the costs :math:`c_j = \sum_h (\beta_u + \log \sigma_{jh}) m_j`
+        over the output capsules before the activation, :math:`a_j = \mathrm{sigmoid}(\lambda_t
+        (\beta_a - (c_j - \bar c) / \sqrt{\mathrm{var}(c) + \epsilon}))`, as public implementations
+        of matrix capsules do (Zhang's and Yang's TensorFlow code): the activations then depend on
+        how much tighter a cluster is than the others, not on the votes' overall scale, which at
+        CapsNet's sizes leaves every unstandardised activation near 0.5 (or at 1) with next to no
+        gradient. Off by default: the paper's formula.
+      eps: added to the assigned mass :math:`m_j`, to the variances and to the costs' variance.
 
     Returns:
       :class:`EMRoutingResult`.
@@ -123,6 +131,9 @@ def em_routing(
         deviations = votes - means[None]
         variances = jnp.einsum("io,iod->od", weighted, jnp.square(deviations)) / mass[:, None] + eps
         cost = jnp.sum(beta_u[:, None] + 0.5 * jnp.log(variances), axis=-1) * mass
+        if normalize_cost:
+            centred = cost - jnp.mean(cost)
+            cost = centred / jnp.sqrt(jnp.mean(jnp.square(centred)) + eps)
         log_a = jax.nn.log_sigmoid(temperature * (beta_a - cost))
         if t == num_iters - 1:
             break
@@ -136,6 +147,15 @@ def em_routing(
     )
 
 
+STANDARDISED_FINAL_TEMPERATURE = 3.0  # standardised costs: lambda 1, 2, 3 over 3 iterations
+
+
+def _default_temperatures(num_iters: int, in_caps: int, out_caps: int, normalize_cost: bool) -> tuple[float, ...]:
+    if normalize_cost:  # the costs are standard scores: the temperature needs no scaling by size
+        return inverse_temperatures(num_iters, final=STANDARDISED_FINAL_TEMPERATURE)
+    return inverse_temperatures(num_iters, final=0.01 * out_caps / in_caps)
+
+
 def em_routing_fn(
     votes: Float[ArrayLike, "in_caps out_caps pose_dim"],
     *,
@@ -145,6 +165,7 @@ def em_routing_fn(
     beta_u: Float[ArrayLike, " out_caps"] | None = None,
     beta_a: Float[ArrayLike, " out_caps"] | None = None,
     temperatures: Sequence[float] | None = None,
+    normalize_cost: bool = True,
 ) -> RoutingResult:
     """:func:`em_routing` with the shared :class:`~capsjax.ops.routing_types.RoutingFn` signature.
 
@@ -153,10 +174,14 @@ def em_routing_fn(
     assignment underflows to 0) and ``activations`` the output activations ``[out_caps]``. The
     variances are :func:`em_routing`'s alone.
 
-    ``temperatures`` default to :func:`inverse_temperatures` rising to ``0.01 * out_caps / in_caps``:
-    0.01 per unit of mean assigned mass, since the activations' cost grows with ``in_caps /
-    out_caps``. A fixed final value saturates every activation at 1 at CapsNet's sizes (1152 primary
-    capsules, votes small at initialisation): no gradient reaches the votes.
+    The costs are standardised over the output capsules by default (``normalize_cost``, see
+    :func:`em_routing`), with ``temperatures`` rising to :data:`STANDARDISED_FINAL_TEMPERATURE`
+    (1, 2, 3 for 3 iterations). Measured in CapsNet (288 primary capsules, the routing comparison's
+    reduced budget): with the paper's unstandardised cost every class activation stayed near 0.5 and
+    the test error at chance (89.7-90.4%, 3 seeds); standardised, EM routing learns.
+    ``normalize_cost=False`` is the paper's formula, its temperatures then rising to ``0.01 *
+    out_caps / in_caps``: 0.01 per unit of mean assigned mass, since the cost grows with ``in_caps /
+    out_caps`` (a fixed final value saturates every activation at 1 at CapsNet's sizes).
 
     Raises:
       ValueError: ``votes`` not ``[in_caps, out_caps, pose_dim]``, ``bias`` not ``[out_caps,
@@ -171,9 +196,10 @@ def em_routing_fn(
         beta_u=zeros if beta_u is None else beta_u,
         beta_a=zeros if beta_a is None else beta_a,
         num_iters=num_iters,
-        temperatures=inverse_temperatures(num_iters, final=0.01 * out_caps / in_caps)
+        temperatures=_default_temperatures(num_iters, in_caps, out_caps, normalize_cost)
         if temperatures is None
         else temperatures,
+        normalize_cost=normalize_cost,
     )
     poses = result.poses if bias is None else result.poses + bias
     return RoutingResult(v=poses, c=result.assignments, logits=result.log_assignments, activations=result.activations)
