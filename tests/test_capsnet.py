@@ -169,10 +169,11 @@ def test_activation_scores_need_a_routing_that_gives_activations():
         CapsNet(config, rngs=nnx.Rngs(0))
 
 
-def test_em_activation_scores_are_not_saturated_at_initialisation():
-    """288 primary capsules (6 x 6 x 8) to 10 classes: EM's inverse temperature scales with the sizes,
-    so the activations start away from 1 (a fixed final 0.01 put all of them at 1.0 at this size) and
-    a gradient reaches the transformation matrices."""
+def test_em_activation_scores_are_neither_saturated_nor_flat_at_initialisation():
+    """288 primary capsules (6 x 6 x 8) to 10 classes: EM's costs are standardised over the classes,
+    so the activations start spread over (0, 1), none at 0 or 1 (the paper's cost with a fixed final
+    lambda of 0.01 put all of them at 1.0 at this size; scaled by the sizes, all near 0.5, and
+    training stayed at chance), and a gradient reaches the transformation matrices."""
     config = CapsNetConfig(
         conv_channels=16,
         primary_types=8,
@@ -189,6 +190,7 @@ def test_em_activation_scores_are_not_saturated_at_initialisation():
         return model(images, reconstruct=False).scores.mean()
 
     scores = model(images, reconstruct=False).scores
-    assert 0.05 < float(scores.min()) and float(scores.max()) < 0.95
+    assert 1e-3 < float(scores.min()) and float(scores.max()) < 1 - 1e-3
+    assert float(jnp.min(scores.max(-1) - scores.min(-1))) > 0.3  # each image's classes apart
     grads = nnx.grad(mean_score)(model)
-    assert float(jnp.abs(grads.classes.W[...]).max()) > 1e-6  # saturated (the old fixed schedule): ~1e-17 at 1152
+    assert float(jnp.abs(grads.classes.W[...]).max()) > 1e-2  # saturated (the old fixed schedule): ~1e-17 at 1152
