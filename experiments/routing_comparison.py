@@ -5,8 +5,9 @@ The same CapsNet (the budget's size), data, loss and schedule, differing only in
 3 iterations (Sabour et al. 2017; class scores: the capsules' lengths; one iteration couples every
 primary capsule uniformly, c_ij = 1/10: it is the no-routing baseline), EM routing (Hinton et al.
 2018; 3 iterations; in CapsNet its output capsules are the clusters' means, its input activations
-the primary capsules' lengths, beta_u and beta_a learned, and the class scores its output
-activations), self-attention routing (Mazzia et al. 2021; learned priors; lengths) and inverted
+the primary capsules' lengths, beta_u and beta_a learned, its costs standardised over the classes
+(``em_routing(normalize_cost=True)``: with the paper's cost it stayed at chance), and the class
+scores its output activations), self-attention routing (Mazzia et al. 2021; learned priors; lengths) and inverted
 dot-product routing (Tsai et al. 2020; 3 iterations; its layer norm's scale and offset learned;
 the class scores a learned linear readout of each class capsule's pose, as that paper classifies).
 Each is trained and tested on
@@ -52,7 +53,7 @@ from multimnist import multimnist_config
 ROUTINGS = {
     "dynamic1": ("dynamic", 1, "length", "dynamic, 1 iteration = no routing (uniform c_ij = 1/classes)"),
     "dynamic3": ("dynamic", 3, "length", "dynamic, 3 iterations"),
-    "em": ("em", 3, "activation", "EM, 3 iterations; scores: output activations"),
+    "em": ("em", 3, "activation", "EM, 3 iterations, standardised costs; scores: output activations"),
     "self_attention": ("self_attention", 1, "length", "self-attention (no iterations), learned priors"),
     "inverted_dot_product": (
         "inverted_dot_product",
