@@ -17,8 +17,9 @@ test accuracy.
 A run continued by another from its weights (``capsjax train --init-weights``): give both, in order
 (``--workdir runs/mnist_paper --workdir runs/mnist_paper_continued``); the curve, steps and hours
 then count on across them, a dashed line marking where the second began. Where the earlier run's
-folder is gone, its report stands in for it (``--earlier experiments/figures/paper_accuracy/paper_accuracy.json
---workdir runs/mnist_paper_continued``): its curve, stops and hours are read from the report.
+folder is gone, its report stands in for it, copied out of the way of this report's own output
+(``--earlier runs/mnist_paper_report.json --workdir runs/mnist_paper_continued``): its curve, stops,
+hours and run folders are read from the report.
 """
 
 import argparse
@@ -51,8 +52,9 @@ MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
 PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
 
 
-def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interruptions]:
-    """An earlier run's learning curve and stops, read from the ``<stem>.json`` this script wrote of it.
+def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interruptions, list[str]]:
+    """An earlier run's learning curve, stops and run folders, read from the ``<stem>.json`` this
+    script wrote of it (the folders as that report names them; the report itself where it names none).
 
     Its stops' length is not in the report (only how many, and the elapsed hours), so it is 0 here.
     """
@@ -62,7 +64,8 @@ def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interrupti
         what = ", ".join(missing) or "an empty curve"
         raise SystemExit(f"paper_accuracy.py: {report_path} is not a report with a curve ({what})")
     curve = [ErrorPoint(**point) for point in results["curve"]]
-    return curve, Interruptions(results["interruptions"], 0.0, results["elapsed_hours"])
+    runs = results.get("runs") or [str(report_path)]
+    return curve, Interruptions(results["interruptions"], 0.0, results["elapsed_hours"]), runs
 
 
 def report(
@@ -91,6 +94,7 @@ def report(
       the results written to ``<stem>.json`` (see the module docstring).
     """
     out.mkdir(parents=True, exist_ok=True)
+    before = [earlier_run(path) for path in earlier]  # read before anything in ``out`` is written
     config = read_weights(weights_path).config
     test = load_data_split(config, "test", data_dir)
     train_size = len(load_data_split(config, "train", data_dir))
@@ -104,11 +108,10 @@ def report(
     if not all(curves):
         empty = next(workdir for workdir, points in zip(workdirs, curves, strict=True) if not points)
         raise SystemExit(f"paper_accuracy.py: {empty} has no test evaluation in its metrics.jsonl")
-    before = [earlier_run(path) for path in earlier]
-    curves = [points for points, _ in before] + curves
+    curves = [points for points, _, _ in before] + curves
     curve = continued_curve(curves)
     restarts = [curve[end - 1] for end in itertools.accumulate(len(c) for c in curves[:-1])]  # runs' last points
-    stops = [stop for _, stop in before] + [interruptions(records) for records in runs]
+    stops = [stop for _, stop, _ in before] + [interruptions(records) for records in runs]
     plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES, restarts=restarts)
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
@@ -129,7 +132,7 @@ def report(
         "final_step": curve[-1].step if curve else None,
         "epochs": curve[-1].epoch if curve else None,
         "training_hours": curve[-1].hours if curve else None,
-        "runs": [str(path) for path in (*earlier, *workdirs)],
+        "runs": [run for _, _, folders in before for run in folders] + [str(workdir) for workdir in workdirs],
         "interruptions": sum(stop.count for stop in stops),  # stops over 5 minutes, left out of training_hours
         "elapsed_hours": sum(stop.elapsed_hours for stop in stops),  # first to last record of each run
         "status": summary.get("status"),
@@ -184,6 +187,8 @@ def main():
     out = pathlib.Path(args.out or f"experiments/figures/{args.stem}")
     workdirs = [pathlib.Path(workdir) for workdir in args.workdir]
     earlier = [pathlib.Path(path) for path in args.earlier]
+    if (out / f"{args.stem}.json").resolve() in {path.resolve() for path in earlier}:
+        parser.error(f"--earlier {out / f'{args.stem}.json'} is this report's own output: copy it elsewhere first")
     results = report(
         workdirs, pathlib.Path(args.weights), out, args.data_dir, paper_error=args.paper_error, earlier=earlier
     )

@@ -133,6 +133,17 @@ def test_routing_comparison_smoke(mnist_dir, tmp_path):
     assert np.asarray(Image.open(tmp_path / "routing_comparison.png").convert("L")).std() > 5
 
 
+def test_paper_accuracy_refuses_to_read_the_report_it_writes(tmp_path):
+    """--earlier naming the report's own output (default --out and --stem) is one error, before anything
+    is read or written: the run would otherwise chain its curve onto itself when repeated."""
+    own = tmp_path / "experiments" / "figures" / "paper_accuracy" / "paper_accuracy.json"
+    args = ["--workdir", "run", "--weights", "w.msgpack", "--earlier", str(own)]
+    script = [sys.executable, str(EXPERIMENTS / "paper_accuracy.py"), *args]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "is this report's own output: copy it elsewhere first" in result.stderr
+    assert not (tmp_path / "experiments").exists()
+
+
 def test_match_accuracy_takes_the_level_every_model_reached():
     from capsjax.analysis.matching import match_accuracy
 
@@ -202,12 +213,13 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         first_report.write_text(json.dumps(results))
         shutil.rmtree(tmp_path / "run")
         from_report = report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
-        assert from_report["curve"] == both["curve"] and from_report["runs"] == [str(first_report), both["runs"][1]]
+        assert from_report["curve"] == both["curve"] and from_report["runs"] == both["runs"]  # the report's folders
         for key in ("training_hours", "interruptions", "elapsed_hours", "final_step", "time_to_accuracy"):
             assert from_report[key] == both[key], key
-        first_report.write_text(json.dumps({"curve": []}))
-        with pytest.raises(SystemExit, match="not a report with a curve"):
-            report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
+        for broken in ({"curve": []}, {"curve": [], "interruptions": 0, "elapsed_hours": 0.0}):
+            first_report.write_text(json.dumps(broken))
+            with pytest.raises(SystemExit, match="not a report with a curve"):
+                report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
     if model == "efficient_capsnet":  # the script end to end, its results named by --stem
         args = ["--workdir", tmp_path / "run", "--weights", weights, "--data-dir", data, "--stem", "effcaps"]
         script = [sys.executable, str(EXPERIMENTS / "paper_accuracy.py"), *map(str, args), "--paper-error", "0.3"]

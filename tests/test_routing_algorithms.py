@@ -179,35 +179,39 @@ def test_em_routing_matches_a_numpy_transcription(x64, normalize_cost):
     np.testing.assert_allclose(got.assignments, R, rtol=1e-8, atol=1e-12)
 
 
-def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite():
+@pytest.mark.parametrize("normalize_cost", [False, True])
+def test_em_activations_within_zero_and_one_and_degenerate_inputs_are_finite(normalize_cost):
     V = votes(5, shape=(32, 5, 16))
     zeros5 = jnp.zeros(5)
-    result = em_routing(V, jax.random.uniform(jax.random.key(2), (32,)), beta_u=zeros5, beta_a=zeros5)
+    route = functools.partial(em_routing, normalize_cost=normalize_cost)
+    result = route(V, jax.random.uniform(jax.random.key(2), (32,)), beta_u=zeros5, beta_a=zeros5)
     assert bool(jnp.all((result.activations > 0) & (result.activations < 1)))
     np.testing.assert_allclose(result.assignments.sum(-1), 1.0, rtol=1e-5)
     assert inverse_temperatures(3) == pytest.approx((0.01 / 3, 0.02 / 3, 0.01))
 
     def loss(V, a):
-        out = em_routing(V, a, beta_u=zeros5 + 0.1, beta_a=zeros5 - 0.1)
+        out = route(V, a, beta_u=zeros5 + 0.1, beta_a=zeros5 - 0.1)
         return jnp.sum(out.poses**2) + jnp.sum(out.activations)
 
     for V_case, a_case in [(V, jnp.zeros(32)), (jnp.broadcast_to(V[:1], V.shape), jnp.ones(32))]:
         value, grads = jax.value_and_grad(loss, argnums=(0, 1))(V_case, a_case)
         assert bool(jnp.isfinite(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
     with pytest.raises(ValueError, match="temperatures: expected 3 values, got 2"):
-        em_routing(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
+        route(V, jnp.ones(32), beta_u=zeros5, beta_a=zeros5, temperatures=(1.0, 2.0))
 
 
-def test_em_logits_stay_finite_where_an_assignment_underflows():
-    # Two well-separated clusters and a sharp temperature: by the 4th iteration some R are 0 in float32
-    # with the paper's cost (standardised, the two activations stay within sigmoid(+-1) of each other).
+@pytest.mark.parametrize("normalize_cost, temperature", [(False, 1.0), (True, 10.0)])
+def test_em_logits_stay_finite_where_an_assignment_underflows(normalize_cost, temperature):
+    # Two separated clusters and a sharp temperature: by the 4th iteration one output's activation is
+    # so small (log a_j very negative) that some R are 0 in float32, with either cost.
     V = votes(0, shape=(16, 2, 16), scale=0.01).at[8:, 0].add(3.0).at[:8, 1].add(-3.0)
-    route = functools.partial(get_routing("em"), normalize_cost=False)
+    sharp = {"num_iters": 4, "temperatures": (temperature,) * 4, "normalize_cost": normalize_cost}
+    route = functools.partial(get_routing("em"), **sharp)
 
     def total_logit(V):
-        return jnp.sum(route(V, num_iters=4, temperatures=(1.0,) * 4).logits)
+        return jnp.sum(route(V).logits)
 
-    result = route(V, num_iters=4, temperatures=(1.0,) * 4)
+    result = route(V)
     assert float(result.c.min()) == 0.0  # the case this test is about
     np.testing.assert_allclose(jnp.exp(result.logits), result.c, atol=1e-7)
     assert bool(jnp.all(jnp.isfinite(result.logits)))
@@ -409,6 +413,10 @@ def test_em_standardised_costs_separate_classes_at_capsnets_size():
     spread = lambda out: float(out.activations.max() - out.activations.min())
     assert spread(route(V, activations=a_in)) > 0.5
     assert spread(route(V, activations=a_in, normalize_cost=False)) < 0.02
+    zeros = jnp.zeros(10)  # em_routing itself picks the standardised schedule (1/3, 2/3, 1), not 0.01's
+    assert spread(em_routing(V, a_in, beta_u=zeros, beta_a=zeros, normalize_cost=True)) > 0.5
+    with pytest.raises(ValueError, match="normalize_cost: .* >= 2 output capsules, got 1"):
+        route(V[:, :1], activations=a_in)
     zeros, V = jnp.zeros(10), votes(6, shape=(288, 10, 16))  # unit votes: their variances far above eps
     first = [
         em_routing(scale * V, a_in, beta_u=zeros, beta_a=zeros, num_iters=1, temperatures=(1.0,), normalize_cost=True)
