@@ -106,7 +106,7 @@ def em_routing(
       normalize_cost: standardise the costs :math:`c_j = \sum_h (\beta_u + \log \sigma_{jh}) m_j`
         over the output capsules before the activation, :math:`a_j = \mathrm{sigmoid}(\lambda_t
         (\beta_a - (c_j - \bar c) / \sqrt{\mathrm{var}(c) + \epsilon}))`, as public implementations
-        of matrix capsules do (Zhang's and Yang's TensorFlow code): the activations then depend on
+        of matrix capsules do (e.g. Guang Yang's TensorFlow CapsulesEM): the activations then depend on
         how much tighter a cluster is than the others, not on the votes' overall scale, which at
         CapsNet's sizes leaves every unstandardised activation near 0.5 (or at 1) with next to no
         gradient. Off by default: the paper's formula. Needs ``out_caps >= 2`` (one output's
