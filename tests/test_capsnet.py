@@ -194,3 +194,42 @@ def test_em_activation_scores_are_neither_saturated_nor_flat_at_initialisation()
     assert float(jnp.min(scores.max(-1) - scores.min(-1))) > 0.3  # each image's classes apart
     grads = nnx.grad(mean_score)(model)
     assert float(jnp.abs(grads.classes.W[...]).max()) > 1e-2  # saturated (the old fixed schedule): ~1e-17 at 1152
+
+
+def test_em_cost_paper_selects_the_papers_formula_by_name():
+    """``RoutingConfig(em_cost="paper")`` reaches em_routing as ``normalize_cost=False``: the same
+    weights then give the flat class activations (all within 0.01 of each other, near 0.5) that the
+    standardised default spreads."""
+    config = CapsNetConfig(
+        conv_channels=16,
+        primary_types=8,
+        class_dim=8,
+        decoder_hidden=(32,),
+        routing=RoutingConfig(name="em"),
+        scores="activation",
+    )
+    images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
+
+    def spread(em_cost):
+        routing = dataclasses.replace(config.routing, em_cost=em_cost)
+        model = CapsNet(dataclasses.replace(config, routing=routing), rngs=nnx.Rngs(0))
+        scores = model(images, reconstruct=False).scores
+        return float(jnp.min(scores.max(-1) - scores.min(-1))), scores
+
+    paper_spread, paper_scores = spread("paper")
+    standardised_spread, _ = spread("standardised")
+    assert paper_spread < 0.01 < 0.3 < standardised_spread
+    np.testing.assert_allclose(paper_scores, 0.5, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "routing, message",
+    [
+        (RoutingConfig(name="em", em_cost="unstandardised"), "routing.em_cost must be one of"),
+        (RoutingConfig(name="dynamic", em_cost="paper"), "routing.em_cost applies to EM routing, not 'dynamic'"),
+    ],
+)
+def test_bad_em_cost_is_refused(routing, message):
+    config = CapsNetConfig(conv_channels=8, primary_types=2, routing=routing)
+    with pytest.raises(ValueError, match=message):
+        CapsNet(config, rngs=nnx.Rngs(0))

@@ -40,6 +40,10 @@ def test_overrides_nested_fields():
         ("--config.epochs=two", "expected int"),
         ("--config.capsnet=3", "is a group"),
         ("--config.capsnet.routing.leaky=maybe", "true/false"),
+        (
+            "--config.capsnet.routing.em_cost=unstandardised",
+            r"em_cost = 'unstandardised': expected one of \['paper', 'standardised'\]",
+        ),
         ("--epochs=2", "unknown argument"),
     ],
 )

@@ -22,6 +22,11 @@ class RoutingConfig:
     self-attention's log priors, inverted dot-product's layer-norm scale and offset), as their papers
     do; dynamic routing has none (True is then an error). False (the default, as configs saved
     before the option) leaves them out: the routing functions' defaults apply.
+
+    ``em_cost``: EM routing's cost, ``"standardised"`` over the output capsules (the default:
+    :func:`~capsjax.ops.em_routing.em_routing_fn` with ``normalize_cost=True``) or ``"paper"``
+    (Hinton et al. 2018's formula, ``normalize_cost=False``; in CapsNet it stayed at chance, see
+    RESULTS.md). Other algorithms take only the default.
     """
 
     name: str = "dynamic"
@@ -32,6 +37,10 @@ class RoutingConfig:
     remat: bool = False
     chunk_size: int | None = None  # examples per routing chunk; None: 1 on CPU, whole batch elsewhere
     learn: bool = False
+    em_cost: str = "standardised"
+
+
+EM_COSTS = ("standardised", "paper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +74,21 @@ SCORES = ("length", "activation", "linear")
 
 
 def _routing_options(routing: RoutingConfig) -> dict:
-    """The options of dynamic routing (``leaky``, ``stop_gradient``); the other algorithms take none."""
+    """The routing function's options: dynamic routing's ``leaky`` and ``stop_gradient``, EM's cost.
+
+    Raises:
+      ValueError: an option given to an algorithm it is not for, or ``em_cost`` not in ``EM_COSTS``.
+    """
+    if routing.em_cost not in EM_COSTS:
+        raise ValueError(f"routing.em_cost must be one of {EM_COSTS}, got {routing.em_cost!r}")
+    if routing.name != "em" and routing.em_cost != "standardised":
+        raise ValueError(f"routing.em_cost applies to EM routing, not {routing.name!r}")
+    if routing.name != "dynamic" and (routing.leaky or routing.stop_gradient):
+        raise ValueError(f"routing.leaky and routing.stop_gradient apply to dynamic routing, not {routing.name!r}")
     if routing.name == "dynamic":
         return {"leaky": routing.leaky, "stop_gradient": routing.stop_gradient}
-    if routing.leaky or routing.stop_gradient:
-        raise ValueError(f"routing.leaky and routing.stop_gradient apply to dynamic routing, not {routing.name!r}")
+    if routing.name == "em":
+        return {"normalize_cost": routing.em_cost == "standardised"}
     return {}
 
 

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 
 from capsjax.data.registry import DATASETS
-from capsjax.nn.capsnet import SCORES, CapsNetConfig
+from capsjax.nn.capsnet import EM_COSTS, SCORES, CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNetConfig
 from capsjax.nn.matrix_capsnet import MatrixCapsNetConfig
@@ -322,6 +322,7 @@ _RULES = {
     "capsnet.routing.stop_gradient": (lambda v: isinstance(v, bool), "true or false"),
     "capsnet.routing.remat": (lambda v: isinstance(v, bool), "true or false"),
     "capsnet.routing.learn": (lambda v: isinstance(v, bool), "true or false"),
+    "capsnet.routing.em_cost": _one_of(EM_COSTS),
     "capsnet.routing.chunk_size": (lambda v: v is None or (_is_int(v) and v >= 0), "None or an integer >= 0"),
     "capsnet.decoder_hidden": _SIZES,
     "capsnet.w_init_std": _POSITIVE_NUMBER,
