@@ -169,20 +169,19 @@ def test_activation_scores_need_a_routing_that_gives_activations():
         CapsNet(config, rngs=nnx.Rngs(0))
 
 
+def em_capsnet(em_cost: str = "standardised") -> CapsNet:
+    """A small CapsNet scored by EM's output activations: 288 primary capsules (6 x 6 x 8) to 10 classes."""
+    routing = RoutingConfig(name="em", em_cost=em_cost)
+    config = CapsNetConfig(conv_channels=16, primary_types=8, class_dim=8, decoder_hidden=(32,), routing=routing)
+    return CapsNet(dataclasses.replace(config, scores="activation"), rngs=nnx.Rngs(0))
+
+
 def test_em_activation_scores_are_neither_saturated_nor_flat_at_initialisation():
     """288 primary capsules (6 x 6 x 8) to 10 classes: EM's costs are standardised over the classes,
     so the activations start spread over (0, 1), none at 0 or 1 (the paper's cost with a fixed final
     lambda of 0.01 put all of them at 1.0 at this size; scaled by the sizes, all near 0.5, and
     training stayed at chance), and a gradient reaches the transformation matrices."""
-    config = CapsNetConfig(
-        conv_channels=16,
-        primary_types=8,
-        class_dim=8,
-        decoder_hidden=(32,),
-        routing=RoutingConfig(name="em"),
-        scores="activation",
-    )
-    model = CapsNet(config, rngs=nnx.Rngs(0))
+    model = em_capsnet()
     assert model.num_primary == 288
     images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
 
@@ -200,20 +199,10 @@ def test_em_cost_paper_selects_the_papers_formula_by_name():
     """``RoutingConfig(em_cost="paper")`` reaches em_routing as ``normalize_cost=False``: the same
     weights then give the flat class activations (all within 0.01 of each other, near 0.5) that the
     standardised default spreads."""
-    config = CapsNetConfig(
-        conv_channels=16,
-        primary_types=8,
-        class_dim=8,
-        decoder_hidden=(32,),
-        routing=RoutingConfig(name="em"),
-        scores="activation",
-    )
     images = jax.random.uniform(jax.random.key(2), (2, 28, 28, 1))
 
     def spread(em_cost):
-        routing = dataclasses.replace(config.routing, em_cost=em_cost)
-        model = CapsNet(dataclasses.replace(config, routing=routing), rngs=nnx.Rngs(0))
-        scores = model(images, reconstruct=False).scores
+        scores = em_capsnet(em_cost)(images, reconstruct=False).scores
         return float(jnp.min(scores.max(-1) - scores.min(-1))), scores
 
     paper_spread, paper_scores = spread("paper")
