@@ -372,6 +372,41 @@ def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, fake_data):
     ], result.stderr[-3000:]
 
 
+def test_orphaned_orbax_write_tasks_are_not_reported_twice():
+    """A full disk fails several of orbax's parallel array writes; the command reports the first, and
+    asyncio's "Task exception was never retrieved" for the others is dropped, whenever the tasks are
+    collected. Failed tasks of other code are still reported."""
+    import asyncio
+    import gc
+    import logging
+
+    from capsjax.cli import _NoTracebacks
+
+    def failing_coroutine(defined_in):
+        namespace = {}
+        source = "async def write():\n    raise ValueError('RESOURCE_EXHAUSTED: No space left on device')\n"
+        exec(compile(source, defined_in, "exec"), namespace)
+        return namespace["write"]
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    handler.addFilter(_NoTracebacks())
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        for defined_in in ("/venv/site-packages/orbax/checkpoint/serialization.py", "/home/user/mine.py"):
+            loop = asyncio.new_event_loop()
+            task = loop.create_task(failing_coroutine(defined_in)())
+            loop.run_until_complete(asyncio.sleep(0))  # the task runs and fails; nobody retrieves it
+            loop.close()
+            del task
+            gc.collect()
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    reported = [message for message in seen if message.startswith("Task exception was never retrieved")]
+    assert len(reported) == 1 and "mine.py" in reported[0], seen
+
+
 def test_sizing_logs_only_when_the_trained_model_changes(caplog):
     """MNIST-shaped data leaves the default capsnet as it is: no log line, even though the other
     registered models (MatrixCapsNet defaults to smallNORB) are resized too; other data logs once."""

@@ -220,13 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _NoTracebacks(logging.Filter):
     """Without --debug: log records keep their one-line message, never a traceback; errors that orbax
-    logs from its background threads are dropped (the same error reaches the command, which reports it)."""
+    logs from its background threads are dropped (the same error reaches the command, which reports it),
+    and so are asyncio's reports of orbax's parallel write tasks whose failure nobody retrieved (when a
+    full disk fails several array writes at once, the first failure is the one the command reports)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR and record.name.startswith(("orbax", "absl")):
             return False
+        if record.name == "asyncio" and _orphaned_orbax_task(record.getMessage()):
+            return False
         record.exc_info = record.exc_text = record.stack_info = None
         return True
+
+
+def _orphaned_orbax_task(message: str) -> bool:
+    """Whether an asyncio log message reports a failed orbax task whose exception was never retrieved."""
+    return message.startswith("Task exception was never retrieved") and "/orbax/" in message
 
 
 def _quiet_background_errors() -> None:
