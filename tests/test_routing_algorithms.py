@@ -42,6 +42,15 @@ def test_check_routing_passes(name):
     check_routing(get_routing(name), orders=orders, modes=("rev",)).raise_if_failed()
 
 
+def test_em_with_the_papers_cost_passes_check_routing():
+    """The paper's unstandardised cost (``normalize_cost=False``, CapsNet's ``em_cost="paper"``) through
+    the same checks as the default: assignments, vmap, jit, degenerate votes, float64 gradients (order 1)."""
+    import functools
+
+    papers_cost = functools.partial(get_routing("em"), normalize_cost=False)
+    check_routing(papers_cost, orders=(1,), modes=("rev",)).raise_if_failed()
+
+
 def learned_inputs(name, in_caps=12, out_caps=4, dim=6, seed=3):
     """Random values of a routing's inputs besides the votes (EM's activations, the learned parameters)."""
     rng = np.random.default_rng(seed)
