@@ -7,8 +7,8 @@ reconstructions_and_failures.png and, for a CapsNet, couplings.png, drawn from t
 augmented_inputs.png when the run trained on rotations, squishes or erased patches, and
 <stem>.json / .md (stem paper_accuracy by default): the accuracy measured from the stored file
 (after its bfloat16 rounding), its size and SHA-256, the steps, the training time (stops over 5
-minutes left out; the elapsed time with them beside it), and the time to 99.0%, 99.5% and 99.6%
-test accuracy.
+minutes left out; the elapsed time with them beside it), and the time to 99.0%, 99.5%, 99.6% and
+99.65% test accuracy.
 
     capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper   # hours; --resume
     capsjax export --workdir runs/mnist_paper --output weights/capsnet_mnist.msgpack
@@ -48,7 +48,7 @@ from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
 from capsjax.training.weights import load_weights, read_weights
 
-MILESTONES = (99.0, 99.5, 99.6)  # test accuracy, percent
+MILESTONES = (99.0, 99.5, 99.6, 99.65)  # test accuracy, percent (99.65: issue 15's target)
 PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
 
 

@@ -4,6 +4,8 @@ report measured, and a trained model on the real test images its config names.""
 import hashlib
 import json
 import pathlib
+import runpy
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -57,19 +59,34 @@ def test_a_shipped_file_classifies_real_test_images_as_its_report_says(path, rea
     assert accuracy >= report["test_accuracy_from_weights"] - 5 / CHECKED_IMAGES
 
 
-@pytest.mark.skipif(not (ROOT / "weights" / "capsnet_mnist.msgpack").exists(), reason="no shipped CapsNet weights")
-def test_the_continued_paper_run_starts_from_the_shipped_weights():
-    """experiments/configs/mnist_paper_continued.py continues the shipped 50-epoch weights: it names
-    them, and its model fits them exactly."""
+def _git_file(commit: str, path: str) -> bytes | None:
+    """``path`` as ``commit`` holds it, or None without git or where the clone lacks the commit."""
+    try:
+        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=False)
+    except OSError:
+        return None
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def test_the_continued_paper_run_starts_from_the_50_epoch_weights(tmp_path):
+    """experiments/configs/mnist_paper_continued.py continues the 50-epoch run: the file it names is
+    the one its commit shipped (the SHA-256 it records), and its model fits that file exactly."""
     from capsjax.training.config import load_config_file
     from capsjax.training.state import init_state
     from capsjax.training.weights import fitting_params
 
-    path = ROOT / "weights" / "capsnet_mnist.msgpack"
-    config = load_config_file(ROOT / "experiments" / "configs" / "mnist_paper_continued.py")
-    assert pathlib.Path(config.init_weights) == path
-    params = fitting_params(config.init_weights, init_state(config)[1].params, model=config.model)
-    stored = jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params))
+    config_path = ROOT / "experiments" / "configs" / "mnist_paper_continued.py"
+    namespace = runpy.run_path(str(config_path))
+    config = load_config_file(config_path)
+    assert pathlib.Path(config.init_weights) == ROOT / "runs" / "capsnet_mnist_50epochs.msgpack"
+    stored = _git_file(namespace["STAGE_ONE_COMMIT"], "weights/capsnet_mnist.msgpack")
+    if stored is None:
+        pytest.skip("the 50-epoch weights' commit is not in this clone (shallow, or no git)")
+    assert hashlib.sha256(stored).hexdigest() == namespace["STAGE_ONE_SHA256"]
+    path = tmp_path / "capsnet_mnist_50epochs.msgpack"
+    path.write_bytes(stored)
+    params = fitting_params(str(path), init_state(config)[1].params, model=config.model)
+    expected = jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params))
     assert all(
-        bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(params)), stored, strict=True)
+        bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(params)), expected, strict=True)
     )

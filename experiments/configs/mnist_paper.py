@@ -11,7 +11,8 @@ keeps its config and the data folder it started with, so --resume needs no other
 Command:  nohup capsjax train --config experiments/configs/mnist_paper.py --workdir runs/mnist_paper \\
               --data-dir ../shared/data > runs/mnist_paper.log 2>&1 &     # or no --data-dir: download
           capsjax train --workdir runs/mnist_paper --resume      # continue after an interruption
-Expected: >= 99.65% test accuracy at the last epoch (the paper reports 99.75%).
+Expected: aimed at >= 99.65% at the last epoch (the paper reports 99.75%); measured 99.55% from
+          its exported weights. mnist_paper_continued.py trains on from them.
 """
 
 import dataclasses
