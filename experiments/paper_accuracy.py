@@ -130,6 +130,7 @@ def report(
         "test_images": stored["count"],
         "paper_error_percent": paper_error,
         "final_step": curve[-1].step if curve else None,
+        "steps_by_run": [points[-1].step for points in curves],  # each run's own steps (its own batch size)
         "epochs": curve[-1].epoch if curve else None,
         "training_hours": curve[-1].hours if curve else None,
         "runs": [run for _, _, folders in before for run in folders] + [str(workdir) for workdir in workdirs],
@@ -145,13 +146,19 @@ def report(
     }
 
 
+def _steps(results: dict) -> str:
+    """``"23,400 steps"``, or for runs that continued each other ``"23,400 + 24,000 steps"``."""
+    by_run = results.get("steps_by_run") or [results["final_step"]]
+    return " + ".join(f"{steps:,}" for steps in by_run) + " steps"
+
+
 def markdown(results: dict) -> str:
     lines = [
         f"Test accuracy from `{results['weights']}` ({results['weights_bytes'] / 1e6:.1f} MB, SHA-256 "
         f"`{results['weights_sha256']}`): **{100 * results['test_accuracy_from_weights']:.2f}%** "
         f"on {results['test_images']:,} images (error {results['test_error_percent_from_weights']:.2f}%; "
         f"paper {results['paper_error_percent']:.2f}%), after {results['epochs']:g} epochs "
-        f"({results['final_step']:,} steps, {results['training_hours']:.1f} h of training with "
+        f"({_steps(results)}, {results['training_hours']:.1f} h of training with "
         f"{results['interruptions']} stop(s) over 5 minutes left out; {results['elapsed_hours']:.1f} h "
         "from first to last record, stops included).",
         "",

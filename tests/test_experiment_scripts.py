@@ -178,6 +178,7 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
     results = report([tmp_path / "run"], weights, tmp_path / "out", data, paper_error=0.26)
     assert [point["epoch"] for point in results["curve"]] == [1.0, 2.0]
     assert results["final_step"] == summary["step"] == 8 and results["status"] == "completed"
+    assert results["steps_by_run"] == [8] and "(8 steps," in markdown(results)
     assert results["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert results["weights_bytes"] == weights.stat().st_size and results["test_images"] == 64
     assert abs(results["test_accuracy_from_weights"] - summary["test_accuracy"]) <= 2 / 64  # bfloat16 rounding
@@ -208,13 +209,15 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         assert [point["epoch"] for point in both["curve"]] == [1.0, 2.0, 3.0, 4.0]
         assert both["final_step"] == 16 and both["runs"] == [str(tmp_path / "run"), str(tmp_path / "more")]
         assert both["training_hours"] > results["training_hours"]
+        assert both["steps_by_run"] == [8, 8] and "(8 + 8 steps," in markdown(both)  # each run's own steps
         # the first run's folder gone, its report stands in for it: the same curve, stops and hours
         first_report = tmp_path / "first.json"
         first_report.write_text(json.dumps(results))
         shutil.rmtree(tmp_path / "run")
         from_report = report([tmp_path / "more"], again, tmp_path / "out3", data, earlier=[first_report])
         assert from_report["curve"] == both["curve"] and from_report["runs"] == both["runs"]  # the report's folders
-        for key in ("training_hours", "interruptions", "elapsed_hours", "final_step", "time_to_accuracy"):
+        same = ("training_hours", "interruptions", "elapsed_hours", "final_step", "steps_by_run", "time_to_accuracy")
+        for key in same:
             assert from_report[key] == both[key], key
         for broken in ({"curve": []}, {"curve": [], "interruptions": 0, "elapsed_hours": 0.0}):
             first_report.write_text(json.dumps(broken))
