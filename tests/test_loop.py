@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import chex
+import jax
 import numpy as np
 import pytest
 
-from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.checkpoint import Checkpointer, restore_params
 from capsjax.training.config import OptimConfig
 from capsjax.training.loop import StopRequested, train_and_evaluate
 from capsjax.training.state import init_state
@@ -50,6 +51,20 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fake_data)
     chex.assert_trees_all_equal(final_params(tmp_path / "full", config), final_params(tmp_path / "resumed", config))
 
 
+def test_a_parameter_average_resumes_exactly_and_is_what_a_checkpoint_reads_back(tmp_path, fake_data):
+    config = tiny_config(epochs=1, optim=OptimConfig(average_decay=0.9))  # 6 steps, checkpoints every 3
+    train_and_evaluate(config, tmp_path / "full", data_dir=fake_data, progress=False)
+    stop = StopRequested()
+    hooks = [lambda step, _metrics: stop.set("test") if step == 4 else None]
+    train_and_evaluate(config, tmp_path / "resumed", data_dir=fake_data, hooks=hooks, stop=stop, progress=False)
+    train_and_evaluate(config, tmp_path / "resumed", data_dir=fake_data, resume=True, progress=False)
+    _, _, average = restore_params(tmp_path / "full")
+    _, _, resumed_average = restore_params(tmp_path / "resumed")
+    chex.assert_trees_all_equal(average, resumed_average)
+    last = final_params(tmp_path / "full", config)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(average), jax.tree.leaves(last), strict=True))
+
+
 def test_work_directory_contents(tmp_path, fake_data):
     config = tiny_config(epochs=1)
     summary = train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
@@ -75,7 +90,7 @@ def test_batch_size_must_divide_over_devices_and_fit(tmp_path, fake_data):
 SHARDED_SCRIPT = """
 import sys, numpy as np, jax
 from capsjax.training.loop import train_and_evaluate
-from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.checkpoint import Checkpointer, restore_params
 from capsjax.training.state import init_state
 sys.path.insert(0, {tests!r})
 from helpers import tiny_config

@@ -10,7 +10,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from capsjax.training.config import TrainConfig, read_config
-from capsjax.training.state import init_state
+from capsjax.training.state import evaluation_params, init_state
 
 _STORAGE_ERRORS = {  # what tensorstore / orbax say, as the OSError a user would recognise
     "RESOURCE_EXHAUSTED": (errno.ENOSPC, "no space left on device"),
@@ -83,7 +83,8 @@ class Checkpointer:
 
 
 def restore_params(workdir: str | pathlib.Path, *, step: int | None = None) -> tuple[TrainConfig, object, object]:
-    """``(config, graphdef, params)`` of checkpoint ``step`` (default: the latest) of a run's work directory."""
+    """``(config, graphdef, params)`` of checkpoint ``step`` (default: the latest) of a run's work directory
+    (the parameter average for a run that keeps one, see :func:`~capsjax.training.state.evaluation_params`)."""
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"{workdir} is not a capsjax work directory (no config.json)")
@@ -94,4 +95,4 @@ def restore_params(workdir: str | pathlib.Path, *, step: int | None = None) -> t
         state = checkpointer.restore(state, step)
     finally:
         checkpointer.close()
-    return config, graphdef, state.params
+    return config, graphdef, evaluation_params(state, config.optim)

@@ -73,12 +73,19 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with an exponentially decaying learning rate (0.96 every 2000 steps, as the official code)."""
+    """Adam with an exponentially decaying learning rate (0.96 every 2000 steps, as the official code).
+
+    ``average_decay`` > 0 also keeps an exponential moving average of the parameters (Polyak
+    averaging; 0.999 averages over about the last 1000 steps), and evaluation, checkpoints read
+    back for export, figures and analysis use that average instead of the last step's parameters.
+    0 (the default) keeps none.
+    """
 
     learning_rate: float = 1e-3
     decay_rate: float = 0.96
     decay_steps: int = 2000
     staircase: bool = False
+    average_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +304,7 @@ _RULES = {
     "optim.decay_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]"),
     "optim.decay_steps": _POSITIVE,
     "optim.staircase": (lambda v: isinstance(v, bool), "true or false"),
+    "optim.average_decay": (lambda v: _non_negative_number(v) and v < 1, "a number in [0, 1)"),
     "loss.m_plus": _PROBABILITY,
     "loss.m_minus": _PROBABILITY,
     "loss.lam": _NON_NEGATIVE_NUMBER,

@@ -55,7 +55,7 @@ from capsjax.training.distributed import DistributedError, any_process, first_li
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter, NoMetricWriter
 from capsjax.training.sharding import Sharding
-from capsjax.training.state import init_state, restart_state
+from capsjax.training.state import evaluation_params, init_state, restart_state
 from capsjax.training.steps import make_eval_step, make_train_step
 from capsjax.training.weights import fitting_params
 
@@ -311,7 +311,7 @@ def train_and_evaluate(
     def test_now() -> dict:
         save_checkpoint()
         batches = eval_batches(test_set, batch_size=config.eval_batch_size, rows=eval_rows)
-        metrics = evaluate(eval_step, state.params, batches, sharding)
+        metrics = evaluate(eval_step, evaluation_params(state, config.optim), batches, sharding)
         writer.write_scalars(step, metrics, prefix="test/")
         return metrics
 
@@ -375,7 +375,7 @@ def train_and_evaluate(
                 test_metrics = test_now()
                 if primary:
                     path = workdir / f"reconstructions_epoch{step // steps_per_epoch}.png"
-                    save_reconstructions(graphdef, state.params, test_set, path)
+                    save_reconstructions(graphdef, evaluation_params(state, config.optim), test_set, path)
                 say(
                     f"epoch {step // steps_per_epoch}: test accuracy {100 * test_metrics['accuracy']:.2f}% "
                     f"({test_metrics['count']} images)"

@@ -38,9 +38,59 @@ def learning_rate_schedule(config: OptimConfig) -> optax.Schedule:
     )
 
 
+class ParamAverage(NamedTuple):
+    """Optimizer state of :func:`track_param_average`.
+
+    Attributes:
+      count: updates averaged so far (int32 scalar).
+      total: ``sum_t (1 - decay) * decay ** (count - t) * params_t`` over the parameters after
+        each update ``t``, like the parameters; ``total / (1 - decay ** count)`` is the average.
+    """
+
+    count: jax.Array
+    total: optax.Params
+
+
+def track_param_average(decay: float) -> optax.GradientTransformation:
+    """An optax transformation that passes updates through unchanged and keeps an exponential
+    moving average of the parameters they produce (put it last in a chain; read the average with
+    :func:`param_average`). The total starts at zero and the average is bias-corrected, as Adam's
+    moments are, so it is the weighted mean of the iterates seen so far however few there were."""
+
+    def init(params):
+        return ParamAverage(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state: ParamAverage, params=None):
+        if params is None:
+            raise ValueError("track_param_average needs the parameters: call update(updates, state, params)")
+        new_params = optax.apply_updates(params, updates)
+        total = jax.tree.map(lambda t, p: decay * t + (1 - decay) * p, state.total, new_params)
+        return updates, ParamAverage(state.count + 1, total)
+
+    return optax.GradientTransformation(init, update)
+
+
+def param_average(opt_state: optax.OptState, decay: float) -> optax.Params | None:
+    """The bias-corrected parameter average held in ``opt_state`` (None if it holds none, or
+    before the first update)."""
+    found = [
+        s
+        for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, ParamAverage))
+        if isinstance(s, ParamAverage)
+    ]
+    if not found or int(found[0].count) == 0:
+        return None
+    correction = 1 - decay ** found[0].count.astype(jnp.float32)
+    return jax.tree.map(lambda t: (t / correction).astype(t.dtype), found[0].total)
+
+
 def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
-    """Adam with :func:`learning_rate_schedule`."""
-    return optax.adam(learning_rate_schedule(config))
+    """Adam with :func:`learning_rate_schedule`, followed by :func:`track_param_average` when
+    ``config.average_decay`` > 0 (without it the optimizer state is Adam's alone, as before)."""
+    adam = optax.adam(learning_rate_schedule(config))
+    if config.average_decay > 0:
+        return optax.chain(adam, track_param_average(config.average_decay))
+    return adam
 
 
 def create_model(config: TrainConfig, *, seed: int | None = None) -> nnx.Module:
@@ -71,6 +121,15 @@ def init_state(config: TrainConfig) -> tuple[nnx.GraphDef, TrainState]:
     tx = make_optimizer(config.optim)
     rng = jax.random.key_data(jax.random.key(config.seed + 1))
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(trainable(params)), rng)
+
+
+def evaluation_params(state: TrainState, optim: OptimConfig) -> nnx.State:
+    """The variables to evaluate, export and analyse: ``state.params``, with its parameters replaced
+    by their running average when ``optim.average_decay`` > 0 (the batch statistics stay)."""
+    average = param_average(state.opt_state, optim.average_decay) if optim.average_decay > 0 else None
+    if average is None:
+        return state.params
+    return nnx.merge_state(state.params, average)
 
 
 def restart_state(state: TrainState, params: nnx.State, optim: OptimConfig) -> TrainState:
