@@ -64,7 +64,7 @@ def track_param_average(decay: float) -> optax.GradientTransformation:
         if params is None:
             raise ValueError("track_param_average needs the parameters: call update(updates, state, params)")
         new_params = optax.apply_updates(params, updates)
-        total = jax.tree.map(lambda t, p: decay * t + (1 - decay) * p, state.total, new_params)
+        total = optax.incremental_update(new_params, state.total, step_size=1 - decay)
         return updates, ParamAverage(state.count + 1, total)
 
     return optax.GradientTransformation(init, update)
@@ -80,8 +80,7 @@ def param_average(opt_state: optax.OptState, decay: float) -> optax.Params | Non
     ]
     if not found or int(found[0].count) == 0:
         return None
-    correction = 1 - decay ** found[0].count.astype(jnp.float32)
-    return jax.tree.map(lambda t: (t / correction).astype(t.dtype), found[0].total)
+    return optax.tree_utils.tree_bias_correction(found[0].total, decay, found[0].count)
 
 
 def make_optimizer(config: OptimConfig) -> optax.GradientTransformation:
