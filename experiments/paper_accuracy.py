@@ -28,6 +28,7 @@ import itertools
 import json
 import pathlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 
@@ -52,9 +53,18 @@ MILESTONES = (99.0, 99.5, 99.6, 99.65)  # test accuracy, percent (99.65: issue 1
 PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
 
 
-def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interruptions, list[str]]:
-    """An earlier run's learning curve, stops and run folders, read from the ``<stem>.json`` this
-    script wrote of it (the folders as that report names them; the report itself where it names none).
+class EarlierRun(NamedTuple):
+    """A run (or runs that continued each other) known only from its report."""
+
+    curve: list[ErrorPoint]  # steps, epochs and hours counted on across its runs
+    stops: Interruptions
+    runs: list[str]  # its run folders
+    steps_by_run: list[int]  # each of its runs' own steps
+
+
+def earlier_run(report_path: pathlib.Path) -> EarlierRun:
+    """An earlier run's learning curve, stops, run folders and steps, read from the ``<stem>.json``
+    this script wrote of it (the folders as that report names them; the report itself where it names none).
 
     Its stops' length is not in the report (only how many, and the elapsed hours), so it is 0 here.
     """
@@ -65,7 +75,15 @@ def earlier_run(report_path: pathlib.Path) -> tuple[list[ErrorPoint], Interrupti
         raise SystemExit(f"paper_accuracy.py: {report_path} is not a report with a curve ({what})")
     curve = [ErrorPoint(**point) for point in results["curve"]]
     runs = results.get("runs") or [str(report_path)]
-    return curve, Interruptions(results["interruptions"], 0.0, results["elapsed_hours"]), runs
+    steps_by_run = results.get("steps_by_run") or [curve[-1].step]
+    return EarlierRun(curve, Interruptions(results["interruptions"], 0.0, results["elapsed_hours"]), runs, steps_by_run)
+
+
+def run_ends(curve: Sequence[ErrorPoint], steps_by_run: Sequence[int]) -> list[ErrorPoint]:
+    """The points of ``curve`` (one curve of runs that continued each other) where each run but the
+    last ended: the last evaluation at or before each run's cumulative step."""
+    ends = itertools.accumulate(steps_by_run[:-1])
+    return [max((p for p in curve if p.step <= end), key=lambda p: p.step) for end in ends]
 
 
 def report(
@@ -108,10 +126,10 @@ def report(
     if not all(curves):
         empty = next(workdir for workdir, points in zip(workdirs, curves, strict=True) if not points)
         raise SystemExit(f"paper_accuracy.py: {empty} has no test evaluation in its metrics.jsonl")
-    curves = [points for points, _, _ in before] + curves
-    curve = continued_curve(curves)
-    restarts = [curve[end - 1] for end in itertools.accumulate(len(c) for c in curves[:-1])]  # runs' last points
-    stops = [stop for _, stop, _ in before] + [interruptions(records) for records in runs]
+    steps_by_run = [steps for run in before for steps in run.steps_by_run] + [points[-1].step for points in curves]
+    curve = continued_curve([run.curve for run in before] + curves)
+    restarts = run_ends(curve, steps_by_run)
+    stops = [run.stops for run in before] + [interruptions(records) for records in runs]
     plot_learning_curve(curve, out / "learning_curve.png", marks=MILESTONES, restarts=restarts)
     stored = evaluate_weights(weights_path, dataset=test)
     figures = model_figures(load_weights(weights_path), test, out)
@@ -130,10 +148,10 @@ def report(
         "test_images": stored["count"],
         "paper_error_percent": paper_error,
         "final_step": curve[-1].step if curve else None,
-        "steps_by_run": [points[-1].step for points in curves],  # each run's own steps (its own batch size)
+        "steps_by_run": steps_by_run,  # each run's own steps (its own batch size)
         "epochs": curve[-1].epoch if curve else None,
         "training_hours": curve[-1].hours if curve else None,
-        "runs": [run for _, _, folders in before for run in folders] + [str(workdir) for workdir in workdirs],
+        "runs": [folder for run in before for folder in run.runs] + [str(workdir) for workdir in workdirs],
         "interruptions": sum(stop.count for stop in stops),  # stops over 5 minutes, left out of training_hours
         "elapsed_hours": sum(stop.elapsed_hours for stop in stops),  # first to last record of each run
         "status": summary.get("status"),

@@ -144,6 +144,18 @@ def test_paper_accuracy_refuses_to_read_the_report_it_writes(tmp_path):
     assert not (tmp_path / "experiments").exists()
 
 
+def test_paper_accuracy_marks_where_each_run_ended():
+    """The dashed restart lines fall on each run's last evaluation, found from the runs' own steps,
+    so a report of two runs standing in for them keeps the line between them."""
+    from capsjax.analysis.learning_curves import ErrorPoint
+    from paper_accuracy import run_ends
+
+    curve = [ErrorPoint(step, step / 4, 1.0, step / 10) for step in (4, 8, 12, 16, 20)]
+    assert [p.step for p in run_ends(curve, [8, 8, 4])] == [8, 16]
+    assert [p.step for p in run_ends(curve, [10, 10])] == [8]  # the first run's last test was at its step 8
+    assert run_ends(curve, [20]) == []
+
+
 def test_match_accuracy_takes_the_level_every_model_reached():
     from capsjax.analysis.matching import match_accuracy
 
@@ -219,6 +231,12 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         same = ("training_hours", "interruptions", "elapsed_hours", "final_step", "steps_by_run", "time_to_accuracy")
         for key in same:
             assert from_report[key] == both[key], key
+        # a report of two runs standing in for both: its runs keep their own steps (bookkeeping only:
+        # "more" stands for a third run here)
+        first_report.write_text(json.dumps(both))
+        three = report([tmp_path / "more"], again, tmp_path / "out4", data, earlier=[first_report])
+        assert three["steps_by_run"] == [8, 8, 8] and "(8 + 8 + 8 steps," in markdown(three)
+        assert three["final_step"] == 24 and [p["epoch"] for p in three["curve"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
         for broken in ({"curve": []}, {"curve": [], "interruptions": 0, "elapsed_hours": 0.0}):
             first_report.write_text(json.dumps(broken))
             with pytest.raises(SystemExit, match="not a report with a curve"):

@@ -308,12 +308,14 @@ def train_and_evaluate(
         checkpointer.save(step, state)
         last_checkpoint_time = time.monotonic()
 
-    def test_now() -> dict:
+    def test_now() -> tuple[dict, nnx.State]:
+        """Checkpoint, then evaluate on the test set; returns its metrics and the variables tested."""
         save_checkpoint()
         batches = eval_batches(test_set, batch_size=config.eval_batch_size, rows=eval_rows)
-        metrics = evaluate(eval_step, evaluation_params(state, config.optim), batches, sharding)
+        tested = evaluation_params(state, config.optim)
+        metrics = evaluate(eval_step, tested, batches, sharding)
         writer.write_scalars(step, metrics, prefix="test/")
-        return metrics
+        return metrics, tested
 
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and primary), unit="step", dynamic_ncols=True)
     say = bar.write if primary else (lambda text: None)  # messages of a distributed run: process 0's
@@ -369,13 +371,13 @@ def train_and_evaluate(
                 if stopping or step % steps_per_epoch == 0:
                     break
                 if config.eval_every_steps and step % config.eval_every_steps == 0:
-                    accuracy = test_now()["accuracy"]
+                    accuracy = test_now()[0]["accuracy"]
                     bar.set_postfix_str(f"test accuracy {100 * accuracy:.2f}% at step {step}")
             if step % steps_per_epoch == 0:
-                test_metrics = test_now()
+                test_metrics, tested = test_now()
                 if primary:
                     path = workdir / f"reconstructions_epoch{step // steps_per_epoch}.png"
-                    save_reconstructions(graphdef, evaluation_params(state, config.optim), test_set, path)
+                    save_reconstructions(graphdef, tested, test_set, path)
                 say(
                     f"epoch {step // steps_per_epoch}: test accuracy {100 * test_metrics['accuracy']:.2f}% "
                     f"({test_metrics['count']} images)"
