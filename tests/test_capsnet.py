@@ -222,3 +222,27 @@ def test_bad_em_cost_is_refused(routing, message):
     config = CapsNetConfig(conv_channels=8, primary_types=2, routing=routing)
     with pytest.raises(ValueError, match=message):
         CapsNet(config, rngs=nnx.Rngs(0))
+
+
+def test_keras_kernel_init_spreads_the_convolutions_and_decoder_as_glorot_uniform(capsnet):
+    """kernel_init="glorot_uniform": each conv and decoder kernel is uniform with Keras's limit
+    sqrt(6 / (fan_in + fan_out)), fans counting a conv's window; W and the biases stay as by default.
+    The default (LeCun-normal, std 1 / sqrt(fan_in)) is unchanged: configs saved before keep their model."""
+    keras = CapsNet(CapsNetConfig(kernel_init="glorot_uniform"), rngs=nnx.Rngs(0))
+    kernels = {
+        "conv": (keras.conv.kernel, capsnet.conv.kernel, 81, 81 * 256),
+        "primary": (keras.primary.conv.kernel, capsnet.primary.conv.kernel, 81 * 256, 81 * 256),
+        "decoder 1": (keras.decoder.layers[0].kernel, capsnet.decoder.layers[0].kernel, 160, 512),
+        "decoder 3": (keras.decoder.layers[2].kernel, capsnet.decoder.layers[2].kernel, 1024, 784),
+    }
+    for name, (glorot, lecun, fan_in, fan_out) in kernels.items():
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        glorot, lecun = np.asarray(glorot[...]), np.asarray(lecun[...])
+        assert 0.99 * limit < np.abs(glorot).max() <= limit * (1 + 1e-6), name  # float32 rounding
+        np.testing.assert_allclose(glorot.std(), limit / np.sqrt(3), rtol=0.05, err_msg=name)
+        np.testing.assert_allclose(lecun.std(), 1 / np.sqrt(fan_in), rtol=0.15, err_msg=name)
+    np.testing.assert_array_equal(keras.classes.W[...], capsnet.classes.W[...])
+    assert count_params(keras) == count_params(capsnet) and not np.any(keras.conv.bias[...])
+    message = r"kernel_init: expected one of \['lecun_normal', 'glorot_uniform'\], got 'he'"
+    with pytest.raises(ValueError, match=message):
+        CapsNet(CapsNetConfig(kernel_init="he"), rngs=nnx.Rngs(0))

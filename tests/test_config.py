@@ -44,6 +44,7 @@ def test_overrides_nested_fields():
             "--config.capsnet.routing.em_cost=unstandardised",
             r"em_cost = 'unstandardised': expected one of \['paper', 'standardised'\]",
         ),
+        ("--config.capsnet.kernel_init=he_normal", r"kernel_init = 'he_normal': expected one of \['glorot_uniform', "),
         ("--epochs=2", "unknown argument"),
     ],
 )

@@ -51,6 +51,11 @@ class CapsNetConfig:
     ``"length"`` (the paper's), ``"activation"`` (the routing's output activations: EM routing's,
     as in matrix capsules) or ``"linear"`` (a learned linear readout of each class capsule's pose
     through a sigmoid, as inverted dot-product routing's paper classifies its capsules' poses).
+
+    ``kernel_init``: the initializer of the two convolutions' and the decoder's kernels, a name in
+    :data:`~capsjax.nn.layers.KERNEL_INITS`: ``"lecun_normal"`` (Flax's default, as configs saved
+    before the option) or ``"glorot_uniform"`` (Keras's, as CapsNet-Keras). The class capsules' ``W``
+    is set by ``w_init_std`` either way.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -68,6 +73,7 @@ class CapsNetConfig:
     conv_lowering: str = "auto"
     compute_dtype: str = "float32"
     scores: str = "length"
+    kernel_init: str = "lecun_normal"
 
 
 SCORES = ("length", "activation", "linear")
@@ -129,6 +135,7 @@ class CapsNet(nnx.Module):
             config.conv_channels,
             config.conv_kernel,
             lowering=config.conv_lowering,
+            kernel_init=config.kernel_init,
             dtype=dtype,
             rngs=rngs,
         )
@@ -139,6 +146,7 @@ class CapsNet(nnx.Module):
             kernel_size=config.primary_kernel,
             stride=config.primary_stride,
             lowering=config.conv_lowering,
+            kernel_init=config.kernel_init,
             dtype=dtype,
             rngs=rngs,
         )
@@ -182,6 +190,7 @@ class CapsNet(nnx.Module):
             config.class_dim,
             config.image_shape,
             hidden=config.decoder_hidden,
+            kernel_init=config.kernel_init,
             dtype=dtype,
             rngs=rngs,
         )

@@ -22,11 +22,28 @@ from capsjax.ops.routing_types import LEARNED_ROUTING_PARAMETERS, learned_parame
 from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
+KERNEL_INITS = {
+    "lecun_normal": nnx.initializers.lecun_normal(),  # Flax's default
+    "glorot_uniform": nnx.initializers.glorot_uniform(),  # Keras's default
+}
+
+
+def kernel_initializer(name: str):
+    """The initializer :data:`KERNEL_INITS` names (fan-in and fan-out count a conv's window).
+
+    Raises:
+      ValueError: a name not in :data:`KERNEL_INITS`.
+    """
+    if name not in KERNEL_INITS:
+        raise ValueError(f"kernel_init: expected one of {list(KERNEL_INITS)}, got {name!r}")
+    return KERNEL_INITS[name]
+
 
 class Conv2D(nnx.Module):
     """VALID 2-D convolution with a pluggable lowering (see :mod:`capsjax.ops.convolution`).
 
-    Parameters: ``kernel [kh, kw, in_channels, out_channels]`` (LeCun-normal) and ``bias [out_channels]``.
+    Parameters: ``kernel [kh, kw, in_channels, out_channels]`` (``kernel_init``, a name in
+    :data:`KERNEL_INITS`; LeCun-normal by default) and ``bias [out_channels]`` (zeros).
     """
 
     def __init__(
@@ -38,11 +55,12 @@ class Conv2D(nnx.Module):
         stride: int = 1,
         padding: str = "VALID",
         lowering: Lowering = "auto",
+        kernel_init: str = "lecun_normal",
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         shape = (kernel_size, kernel_size, in_channels, out_channels)
-        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, jnp.float32))
+        self.kernel = nnx.Param(kernel_initializer(kernel_init)(rngs.params(), shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.stride = stride
         self.padding = padding
@@ -106,6 +124,7 @@ class PrimaryCapsules(nnx.Module):
         kernel_size: int = 9,
         stride: int = 2,
         lowering: Lowering = "auto",
+        kernel_init: str = "lecun_normal",
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -115,6 +134,7 @@ class PrimaryCapsules(nnx.Module):
             kernel_size,
             stride=stride,
             lowering=lowering,
+            kernel_init=kernel_init,
             dtype=dtype,
             rngs=rngs,
         )
@@ -421,12 +441,17 @@ class Decoder(nnx.Module):
         image_shape: Sequence[int],
         *,
         hidden: Sequence[int] = (512, 1024),
+        kernel_init: str = "lecun_normal",
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         sizes = [num_classes * caps_dim, *hidden, math.prod(image_shape)]
+        init = kernel_initializer(kernel_init)
         self.layers = nnx.List(
-            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+            [
+                nnx.Linear(a, b, kernel_init=init, dtype=dtype, rngs=rngs)
+                for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            ]
         )
         self.image_shape = tuple(image_shape)
 

@@ -21,6 +21,7 @@ from capsjax.data.registry import DATASETS
 from capsjax.nn.capsnet import EM_COSTS, SCORES, CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNetConfig
+from capsjax.nn.layers import KERNEL_INITS
 from capsjax.nn.matrix_capsnet import MatrixCapsNetConfig
 from capsjax.nn.registry import MODELS
 from capsjax.ops.convolution import LOWERINGS
@@ -337,6 +338,7 @@ _RULES = {
     "capsnet.conv_lowering": _one_of(LOWERINGS),
     "capsnet.compute_dtype": _one_of(("float32", "bfloat16")),
     "capsnet.scores": _one_of(SCORES),
+    "capsnet.kernel_init": _one_of(KERNEL_INITS),
     "cnn.image_shape": _IMAGE_SHAPE,
     "cnn.num_classes": _NUM_CLASSES,
     "cnn.conv_channels": _SIZES,
