@@ -1,11 +1,11 @@
 """The paper's CapsNet on MNIST, eighth attempt: the seventh, trained longer.
 
 Written after the seventh attempt (mnist_paper_keras_init.py) ended at 99.63% from its bfloat16
-file, 0.02 points short of issue 15's 99.65%. Unlike the six runs before it, which flattened at
-99.53-99.55%, its parameter average was still rising at the end (99.60, 99.61, 99.61, 99.62, 99.61,
-99.61, 99.62, 99.63 over its last eight epochs), with the learning rate at 7e-6. So its
-learning-rate schedule, not its recipe, is the limit here. This run keeps everything of the seventh
-and spreads the same decay over more steps: 32 epochs (19,200 steps) at x0.86 per epoch (the last
+file, 0.02 points short of issue 15's 99.65%. Unlike the five earlier runs that trained past epoch
+20, which ended at 99.53-99.57%, its parameter average was still rising at the end (99.60, 99.61, 99.61, 99.62, 99.61,
+99.61, 99.62, 99.63 over its last eight epochs), with the learning rate at 7e-6. So the
+guess tested here is that its schedule ended too early. This run keeps everything of the seventh
+and spreads a similar total decay over more steps: 32 epochs (19,200 steps) at x0.86 per epoch (the last
 epoch at 1e-3 x 0.86^31 = 9e-6, close to the seventh's last rate). That is about 2.1 hours here, which
 has to fit one 3-hour session because work directories do not outlive a session on these machines.
 
