@@ -15,7 +15,11 @@ last routing iteration only, parameter average 0.999), with 19 epochs at x0.78 p
 rate 1.1e-5) so that the run ends inside one 3-hour session: work directories do not outlive a
 session on these machines. (It was first started at 26 epochs x0.84 and stopped after 4 minutes,
 at step 240, when this machine trained at 140 img/s instead of the 185-275 of earlier sessions:
-26 epochs would have needed 3 hours. No test accuracy had been measured.)
+26 epochs would have needed 3 hours. No test accuracy had been measured.) At epoch 2 the machine
+slowed further, to 105-115 img/s (13-23% of its CPU time stolen by other guests), too slow for 19
+epochs before the session's end. So, decided then, after epoch 1's test measurement only: if the
+run has not ended by 15:42 UTC on 2026-12-03, it is stopped then (a stop writes a checkpoint at that
+step), and the reported model is that last checkpoint's parameter average, whatever its step.
 
 Decided before training: the reported model is the last checkpoint's parameter average (the test
 set picks nothing), and it replaces the shipped file only if its exported file scores higher.
