@@ -1,9 +1,24 @@
+import os
 import pathlib
+import shutil
+import tempfile
 
-import jax
-import pytest
+# One XLA compilation cache for the whole test run, made before jax is imported: the xdist workers
+# and the subprocesses the tests start (CLI runs, experiment scripts) inherit the variable, so the
+# many tests that train the same tiny network compile it once. Measured on 2 cores: tests/test_loop.py
+# 247 s without it, 139 s with it. A cache hit returns the program XLA would compile (the key holds the
+# program, the compile options, XLA_FLAGS and the jax version): nothing a test checks changes. A cache
+# the caller names is kept; the one made here is removed when the run that made it ends.
+_MADE_XLA_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _MADE_XLA_CACHE = tempfile.mkdtemp(prefix="capsjax-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _MADE_XLA_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-from helpers import write_fake_mnist
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import write_fake_mnist  # noqa: E402
 
 # Silent broadcasting between arrays of different rank is a bug in capsule math: make it raise.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -59,3 +74,8 @@ def mnist_dir(tmp_path_factory):
     if real_mnist_present():
         return MNIST_DIR
     return write_fake_mnist(tmp_path_factory.mktemp("generated") / "mnist", train=6000, test=1000)
+
+
+def pytest_unconfigure(config):
+    if _MADE_XLA_CACHE is not None:
+        shutil.rmtree(_MADE_XLA_CACHE, ignore_errors=True)
