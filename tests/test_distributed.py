@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -50,18 +49,14 @@ def launch(tmp: pathlib.Path, workdir: pathlib.Path, *extra: str, resume: bool =
     """Start 2 ``capsjax train`` processes of one run; their output goes to ``workdir.name``-``i``.log."""
     port = free_port()
     start = ["--resume"] if resume else ["--config", str(tmp / "tiny.py"), "--data-dir", str(tmp / "data")]
-    # Launches after the first reuse its compiled steps (the test's time is mostly compilation).
-    env = os.environ | {
-        "JAX_COMPILATION_CACHE_DIR": str(tmp / "jax-cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
     processes = []
     for rank in range(2):
         command = [sys.executable, "-m", "capsjax", "train", "--workdir", str(workdir), *start]
         command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(rank)]
         command += ["--heartbeat-timeout", "10", *extra]
         with open(tmp / f"{workdir.name}-{rank}.log", "w") as log:
-            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            # The run's XLA compilation cache (conftest.py): launches after the first reuse its steps.
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     return processes
 
 
