@@ -24,8 +24,8 @@ Decided before training: the reported model is the last checkpoint's parameter a
 set picks nothing). If the machine is too slow to finish, the run is stopped by SIGTERM at 12:45 UTC
 on the day it starts and that checkpoint is reported, whatever its step.
 
-The shipped weights are the eighth attempt's file (SHA-256 EIGHTH_SHA256), which this run's export
-would replace. Put them where this config reads them:
+It reads the shipped weights where mnist_paper_restart.py does (its WEIGHTS; the eighth attempt's
+file, SHA-256 in its EIGHTH_SHA256), which this run's export would replace. Put them there:
 
           cp weights/capsnet_mnist.msgpack runs/capsnet_mnist_eighth.msgpack
 
@@ -47,17 +47,15 @@ import pathlib
 
 from capsjax.training.config import TrainConfig, load_config_file
 
-EPOCHS = 12
 LEARNING_RATE = 5e-5
 CONSTANT = 1.0  # decay_rate: the rate never falls
 AVERAGE_DECAY = 0.9998
-WEIGHTS = pathlib.Path(__file__).resolve().parents[2] / "runs" / "capsnet_mnist_eighth.msgpack"
-EIGHTH_SHA256 = "38b763127435c6615ce477c88cfbcab939ad4d0715aeb4bca092e58786554f61"
 
 
 def get_config() -> TrainConfig:
-    config = load_config_file(pathlib.Path(__file__).with_name("mnist_paper_long.py"))
+    """The eleventh attempt (the shipped weights, 12 epochs) with a constant rate and a long average."""
+    config = load_config_file(pathlib.Path(__file__).with_name("mnist_paper_restart.py"))
     optim = dataclasses.replace(
         config.optim, learning_rate=LEARNING_RATE, decay_rate=CONSTANT, average_decay=AVERAGE_DECAY
     )
-    return dataclasses.replace(config, init_weights=str(WEIGHTS), epochs=EPOCHS, optim=optim)
+    return dataclasses.replace(config, optim=optim)
