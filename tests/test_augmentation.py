@@ -7,8 +7,11 @@ from jax.test_util import check_grads
 from capsjax.ops.augmentation import (
     augment,
     augment_batch,
+    elastic_distort,
     erase,
+    gaussian_smoothing_matrix,
     margins,
+    random_elastic,
     random_erase,
     random_margin_shift,
     random_rotate,
@@ -113,6 +116,55 @@ def test_random_squish_and_erase_stay_in_their_ranges():
     assert min(rows) == min(cols) == 4 and max(rows) == max(cols) == 22  # the official code's range
 
 
+def test_elastic_distortion_by_a_zero_field_is_the_identity_and_by_a_constant_one_a_shift():
+    image = digit()
+    zeros = jnp.zeros((28, 28))
+    np.testing.assert_allclose(elastic_distort(image, zeros, zeros), image, atol=1e-6)
+    moved = elastic_distort(image, zeros + 2.0, zeros - 3.0)  # shows the input 2 rows below, 3 columns left
+    np.testing.assert_allclose(moved, shift(image, -2, 3), atol=1e-6)
+    half = elastic_distort(image, zeros, zeros + 0.5)  # half a pixel: the mean of the two neighbours
+    np.testing.assert_allclose(half[:, :-1], (image[:, :-1] + image[:, 1:]) / 2, atol=1e-6)
+
+
+def test_gaussian_smoothing_matrix_blurs_like_a_normalised_gaussian():
+    blur = gaussian_smoothing_matrix(60, 4.0)
+    np.testing.assert_allclose(blur, blur.T)
+    np.testing.assert_allclose(blur[20:40].sum(axis=1), 1.0, atol=1e-4)  # away from the ends, weights sum to 1
+    assert blur[0].sum() == pytest.approx(0.5, abs=0.06)  # at an end, half the kernel falls outside
+    row = blur[30]
+    assert np.argmax(row) == 30 and row[34] / row[30] == pytest.approx(np.exp(-0.5), rel=1e-5)  # one sigma
+    # White noise blurred in 2-D keeps a std of about 1 / (2 sqrt(pi) sigma) of its own.
+    noise = np.random.default_rng(0).uniform(-1, 1, (200, 60, 60)).astype(np.float32)
+    blurred = (blur @ noise @ blur.T)[:, 20:40, 20:40]
+    assert blurred.std() / noise.std() == pytest.approx(1 / (2 * np.sqrt(np.pi) * 4.0), rel=0.15)
+
+
+def test_random_elastic_distorts_half_the_images_by_smooth_fields_that_grow_with_alpha():
+    image = digit()
+    changed, change = 0, {10.0: [], 34.0: []}
+    for k in range(200):
+        for alpha in change:
+            out = random_elastic(image, jax.random.key(k), alpha=alpha, sigma=4.0)
+            difference = float(jnp.abs(out - image).sum())
+            if difference > 0:
+                change[alpha].append(difference)
+        changed += difference > 0
+    assert 65 < changed < 135  # half, give or take 4.5 standard deviations
+    assert len(change[10.0]) == changed  # the same keys distort the same images
+    assert np.mean(change[34.0]) > 2 * np.mean(change[10.0])
+    np.testing.assert_array_equal(random_elastic(image, jax.random.key(0), alpha=0.0, sigma=4.0), image)
+    # A smooth field of about 1.5 px bends the digit; it stays where it was, with some of its ink.
+    rows, cols = np.mgrid[:28, :28]
+
+    def centre(x):
+        x = np.asarray(x)[..., 0]
+        return np.array([(rows * x).sum(), (cols * x).sum()]) / x.sum()
+
+    for k in range(20):
+        out = random_elastic(image, jax.random.key(k), alpha=34.0, sigma=4.0)
+        assert np.linalg.norm(centre(out) - centre(image)) < 2.5 and 0.5 < float(out.sum() / image.sum()) < 1.5
+
+
 def test_bad_sizes_are_one_line_errors():
     with pytest.raises(ValueError, match="max_pixels=28: a squish must leave columns"):
         random_squish(jnp.ones((28, 28, 1)), jax.random.key(0), max_pixels=28)
@@ -122,7 +174,7 @@ def test_bad_sizes_are_one_line_errors():
 
 def test_batch_is_independent_per_example_jittable_and_identity_when_off():
     images = jnp.stack([digit(seed=s) for s in range(8)])
-    options = dict(rotate_degrees=30.0, margin_shift=True, squish_pixels=7, erase_size=4)
+    options = dict(rotate_degrees=30.0, margin_shift=True, squish_pixels=7, erase_size=4, elastic_alpha=34.0)
     key = jax.random.key(0)
     batch = jax.jit(lambda x: augment_batch(x, key, **options))
     augmented = batch(images)
@@ -139,3 +191,5 @@ def test_resampling_is_differentiable_in_the_image(x64):
     image = digit(side=8, rows=(2, 6), cols=(3, 6)).astype(jnp.float64)
     check_grads(lambda x: rotate(x, 17.0), (image,), order=1, modes=["rev"])
     check_grads(lambda x: squish(x, 3), (image,), order=1, modes=["rev"])
+    field = jax.random.uniform(jax.random.key(0), (2, 8, 8), jnp.float64, -1.5, 1.5)
+    check_grads(lambda x: elastic_distort(x, field[0], field[1]), (image,), order=1, modes=["rev"])

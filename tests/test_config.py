@@ -92,6 +92,8 @@ def test_every_field_has_a_rule():
         ("--config.data.name=cifar", "config.data.name = 'cifar': expected one of"),
         ("--config.data.rotate_degrees=200", "config.data.rotate_degrees = 200.0: expected a number of degrees in"),
         ("--config.data.erase_size=-1", "config.data.erase_size = -1: expected"),
+        ("--config.data.elastic_alpha=-34", "config.data.elastic_alpha = -34.0: expected a number >= 0 \\(0 is off\\)"),
+        ("--config.data.elastic_sigma=0", "config.data.elastic_sigma = 0.0: expected a number of pixels > 0"),
         (
             "--config.capsnet.routing.name=capsule_em",
             "config.capsnet.routing.name = 'capsule_em': expected one of "
@@ -159,6 +161,11 @@ def test_augmentation_the_images_cannot_take_is_refused_before_training(tmp_path
     assert refused(DataConfig(name="multimnist", rotate_degrees=30.0), targets=True) == (
         "config.data.rotate_degrees = 30.0: expected off for data with generated targets (multimnist)"
     )
+    assert refused(DataConfig(name="multimnist", elastic_alpha=34.0), targets=True) == (
+        "config.data.elastic_alpha = 34.0: expected off for data with generated targets (multimnist)"
+    )
+    assert not any(DataConfig(elastic_sigma=6.0).augmentation().values())  # a blur alone distorts nothing
+    assert DataConfig(elastic_alpha=34.0, elastic_sigma=6.0).augmentation()["elastic_sigma"] == 6.0
     check_augmentation(TrainConfig(data=DataConfig(squish_pixels=27, erase_size=13)), (28, 28, 1), has_targets=False)
     check_augmentation(TrainConfig(), (28, 28, 1), has_targets=True)  # +-2 px shifts are not among them
     data = write_fake_mnist(tmp_path / "mnist", train=64, test=32)

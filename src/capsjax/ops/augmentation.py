@@ -1,6 +1,8 @@
 """On-device geometric augmentation by resampling: rotations, horizontal squishes, erased patches and
 shifts that keep the object inside the image (the augmentation of Efficient-CapsNet's MNIST recipe,
-Mazzia, Salvetti & Chiaberge 2021, as described in its paper and official code).
+Mazzia, Salvetti & Chiaberge 2021, as described in its paper and official code), and elastic
+distortions (Simard, Steinkraus & Platt 2003, sec. 2: a random displacement field smoothed by a
+Gaussian and scaled).
 
 Every function takes ONE image ``[height, width, channels]`` and is batched with ``jax.vmap`` over
 ``(image, key)``, as :func:`augment_batch` does. Resampling is bilinear (``map_coordinates``, order 1)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.ndimage import map_coordinates
 from jaxtyping import Array, Float
 
@@ -122,6 +125,51 @@ def margins(image: Image) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     return tuple(jnp.where(blank, 0, m) for m in (top, bottom, left, right))
 
 
+def gaussian_smoothing_matrix(size: int, sigma: float) -> np.ndarray:
+    """``[size, size]`` matrix ``G`` with ``G @ x`` a 1-D Gaussian blur (std ``sigma`` pixels, zeros
+    beyond the ends, weights of the infinite kernel): ``G @ field @ G.T`` blurs a 2-D field.
+
+    Example:
+      >>> from capsjax.ops.augmentation import gaussian_smoothing_matrix
+      >>> [round(float(w), 3) for w in gaussian_smoothing_matrix(5, 1.0)[2]]
+      [0.054, 0.242, 0.399, 0.242, 0.054]
+    """
+    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
+    return (np.exp(-0.5 * (offsets / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)).astype(np.float32)
+
+
+def elastic_distort(image: Image, row_shift: jax.Array, col_shift: jax.Array) -> Image:
+    """ONE image ``[height, width, channels]`` resampled through a displacement field: the output
+    pixel ``(r, c)`` shows the input at ``(r + row_shift[r, c], c + col_shift[r, c])`` (bilinear,
+    zeros outside); ``row_shift`` and ``col_shift`` are ``[height, width]`` in pixels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from capsjax.ops.augmentation import elastic_distort
+      >>> line = jnp.arange(4.0).reshape(1, 4, 1)
+      >>> elastic_distort(line, jnp.zeros((1, 4)), jnp.full((1, 4), 0.5))[0, :, 0].tolist()
+      [0.5, 1.5, 2.5, 1.5]
+    """
+    height, width, _ = image.shape
+    rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing="ij")
+    return _resample(image, rows + row_shift, cols + col_shift)
+
+
+def random_elastic(image: Image, key: jax.Array, *, alpha: float, sigma: float) -> Image:
+    """Distort ONE image ``[height, width, channels]`` elastically, as Simard et al. 2003: uniform
+    noise in [-1, 1] per pixel and axis, blurred by a Gaussian of std ``sigma`` pixels and scaled by
+    ``alpha``, is the displacement field of :func:`elastic_distort` (Simard's MNIST values: alpha 34,
+    sigma 4, which move pixels about 1.4 px on average). Half of the images are left as they are, as
+    :func:`random_rotate` does."""
+    noise_key, keep_key = jax.random.split(key)
+    height, width, _ = image.shape
+    blur_rows = jnp.asarray(gaussian_smoothing_matrix(height, sigma))
+    blur_cols = jnp.asarray(gaussian_smoothing_matrix(width, sigma))
+    noise = jax.random.uniform(noise_key, (2, height, width), minval=-1.0, maxval=1.0)
+    field = alpha * (blur_rows @ noise @ blur_cols.T)
+    return jnp.where(jax.random.bernoulli(keep_key), image, elastic_distort(image, field[0], field[1]))
+
+
 def random_rotate(image: Image, key: jax.Array, *, max_degrees: float) -> Image:
     """Rotate ONE image ``[height, width, channels]`` by ``r * max_degrees`` with a random sign, ``r``
     a random fraction; half of the images are left as they are (as the official code does)."""
@@ -179,9 +227,12 @@ def augment(
     margin_shift: bool = False,
     squish_pixels: int = 0,
     erase_size: int = 0,
+    elastic_alpha: float = 0.0,
+    elastic_sigma: float = 4.0,
 ) -> Image:
-    """ONE image through the enabled augmentations in the official code's order: rotation, margin
-    shift, squish, erased patch. All off (the defaults) returns the image unchanged.
+    """ONE image through the enabled augmentations: an elastic distortion, then Efficient-CapsNet's in
+    its official code's order: rotation, margin shift, squish, erased patch. All off (the defaults)
+    returns the image unchanged.
 
     Args:
       image: ``[height, width, channels]`` floats.
@@ -190,10 +241,15 @@ def augment(
       margin_shift: shift within the margins, see :func:`random_margin_shift`.
       squish_pixels: maximum horizontal squish (Efficient-CapsNet: 7 on MNIST), see :func:`random_squish`.
       erase_size: side of the erased patch (Efficient-CapsNet: 4), see :func:`random_erase`.
+      elastic_alpha: scale of the elastic displacement field (Simard et al.: 34), 0 for none, see
+        :func:`random_elastic`.
+      elastic_sigma: std in pixels of the field's Gaussian blur (Simard et al.: 4).
 
     Returns:
       ``[height, width, channels]``, the image's dtype.
     """
+    if elastic_alpha:
+        image = random_elastic(image, jax.random.fold_in(key, 4), alpha=elastic_alpha, sigma=elastic_sigma)
     if rotate_degrees:
         image = random_rotate(image, jax.random.fold_in(key, 0), max_degrees=rotate_degrees)
     if margin_shift:

@@ -44,7 +44,9 @@ class DataConfig:
     ``max_shift`` pixels (the CapsNet paper's 2), and, off by default, Efficient-CapsNet's MNIST
     augmentation (:mod:`capsjax.ops.augmentation`): rotations up to ``rotate_degrees`` (30),
     ``margin_shift`` (moves within the empty margins), horizontal squishes up to ``squish_pixels``
-    (7) and an erased ``erase_size`` square (4). Data whose targets a generator placed (MultiMNIST)
+    (7) and an erased ``erase_size`` square (4); and elastic distortions of half the images
+    (Simard et al. 2003) with a displacement field scaled by ``elastic_alpha`` (34; 0 is off) and
+    blurred with std ``elastic_sigma`` pixels (4). Data whose targets a generator placed (MultiMNIST)
     is not augmented.
     """
 
@@ -61,15 +63,22 @@ class DataConfig:
     margin_shift: bool = False
     squish_pixels: int = 0
     erase_size: int = 0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
 
     def augmentation(self) -> dict:
-        """The keyword arguments of :func:`capsjax.ops.augmentation.augment` these settings ask for."""
-        return {
+        """The keyword arguments of :func:`capsjax.ops.augmentation.augment` these settings ask for
+        (``elastic_sigma`` only with an elastic distortion, so that all off is all false)."""
+        options = {
             "rotate_degrees": self.rotate_degrees,
             "margin_shift": self.margin_shift,
             "squish_pixels": self.squish_pixels,
             "erase_size": self.erase_size,
+            "elastic_alpha": self.elastic_alpha,
         }
+        if self.elastic_alpha:
+            options["elastic_sigma"] = self.elastic_sigma
+        return options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +306,8 @@ _RULES = {
     "data.margin_shift": (lambda v: isinstance(v, bool), "true or false"),
     "data.squish_pixels": _NON_NEGATIVE,
     "data.erase_size": _NON_NEGATIVE,
+    "data.elastic_alpha": (_non_negative_number, "a number >= 0 (0 is off)"),
+    "data.elastic_sigma": (_positive_number, "a number of pixels > 0"),
     "data.path": (lambda v: v is None or (isinstance(v, str) and v != ""), "None or a path"),
     "data.test_fraction": (lambda v: _positive_number(v) and v < 1, "a number within (0, 1)"),
     "data.resize": _NON_NEGATIVE,

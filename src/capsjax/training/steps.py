@@ -27,13 +27,14 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
 
     Augmentation (random ``config.data.crop`` crops, random shifts of ``config.data.max_shift``
-    pixels, the rotations, squishes and erased patches of ``config.data.augmentation()``) runs on
-    device inside the step; its randomness and the dropout key derive from ``fold_in(state.rng, state.step)``, so a
-    resumed run repeats them exactly. The state's buffers are donated. ``metrics["finite"]`` says
-    whether the loss and the gradients were finite; with ``config.on_nonfinite == "skip"`` a step
-    whose were not leaves the parameters and the optimizer state as they were. Gradients and the
-    optimizer see the parameters (``nnx.Param``) only; the batch statistics a model with batch norm
-    keeps in ``state.params`` come back updated by the step's batch.
+    pixels, the elastic distortions, rotations, squishes and erased patches of
+    ``config.data.augmentation()``) runs on device inside the step; its randomness and the dropout
+    key derive from ``fold_in(state.rng, state.step)``, so a resumed run repeats them exactly. The
+    state's buffers are donated. ``metrics["finite"]`` says whether the loss and the gradients were
+    finite; with ``config.on_nonfinite == "skip"`` a step whose were not leaves the parameters and
+    the optimizer state as they were. Gradients and the optimizer see the parameters (``nnx.Param``)
+    only; the batch statistics a model with batch norm keeps in ``state.params`` come back updated
+    by the step's batch.
     """
     tx = make_optimizer(config.optim)
     schedule = learning_rate_schedule(config.optim)
