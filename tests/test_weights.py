@@ -1,6 +1,7 @@
 """Weights files: export a run's checkpoint in bfloat16 with its config inside, load it as a model,
 evaluate and predict from it."""
 
+import hashlib
 import json
 
 import jax
@@ -17,7 +18,7 @@ from capsjax.training.config import CapsNetConfig
 from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 from capsjax.training.loop import train_and_evaluate
 from capsjax.training.state import create_model, init_state, restart_state, split_model
-from capsjax.training.weights import export_weights, fitting_params, read_weights
+from capsjax.training.weights import average_weights, export_weights, fitting_params, read_weights
 from helpers import tiny_config, write_fake_mnist
 
 
@@ -145,3 +146,41 @@ def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written
         train_and_evaluate(
             tiny_config(init_weights=str(tmp_path / "missing.msgpack")), tmp_path / "y", data_dir=data, progress=False
         )
+
+
+def test_average_of_weights_files_is_their_mean_and_refuses_other_models(run, tmp_path, capsys):
+    """Two runs from one start average to one model whose every variable is the members' mean; a file of
+    another model is one line naming the variable that does not fit."""
+    workdir, data = run
+    first, second = tmp_path / "a.msgpack", tmp_path / "b.msgpack"
+    export_weights(workdir, first, dtype="float32")
+    argv = ["train", "--init-weights", str(first), "--workdir", str(tmp_path / "tuned"), "--data-dir", str(data)]
+    assert main([*argv, "--config.epochs=1", "--config.optim.learning_rate=1e-2"]) == 0
+    export_weights(tmp_path / "tuned", second, dtype="float32")
+    capsys.readouterr()
+    soup = tmp_path / "soup.msgpack"
+    assert main(["average", str(first), str(second), "--output", str(soup), "--dtype", "float32"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["averaged_from"] == [_sha256(first), _sha256(second)]
+    members = [jax.tree.leaves(nnx.to_pure_dict(read_weights(p).params)) for p in (first, second)]
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(*members, strict=True))
+    assert moved > 1e-3  # the members differ, so the mean is not either of them
+    for mean, a, b in zip(jax.tree.leaves(nnx.to_pure_dict(read_weights(soup).params)), *members, strict=True):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6, atol=1e-7)
+    assert read_weights(soup).config == read_weights(first).config
+    assert evaluate_weights(soup, data_dir=data)["count"] == 64  # a usable model
+    other = tmp_path / "other.msgpack"
+    narrow = tiny_config(epochs=1, capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=12))
+    train_and_evaluate(narrow, tmp_path / "narrow", data_dir=data, progress=False)
+    export_weights(tmp_path / "narrow", other)
+    with pytest.raises(ValueError, match=r"other.msgpack does not fit \S+a.msgpack: \S+ has shape") as err:
+        average_weights([first, other], tmp_path / "bad.msgpack")
+    assert "\n" not in str(err.value) and not (tmp_path / "bad.msgpack").exists()
+    with pytest.raises(ValueError, match="two or more weights files, got 1"):
+        average_weights([first], tmp_path / "bad.msgpack")
+    assert main(["average", str(first), str(tmp_path / "missing.msgpack"), "--output", str(soup)]) == 2
+    assert "missing.msgpack: no such weights file" in capsys.readouterr().err
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()

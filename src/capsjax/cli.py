@@ -1,4 +1,6 @@
-"""The ``capsjax`` command: ``train``, ``eval``, ``predict`` and ``bench``. Parsing only; work is in the library."""
+"""The ``capsjax`` command: ``train``, ``eval``, ``predict``, ``export``, ``average`` and ``bench``.
+
+Parsing only; work is in the library."""
 
 from __future__ import annotations
 
@@ -142,6 +144,15 @@ def _export(args, overrides) -> int:
     return 0
 
 
+def _average(args, overrides) -> int:
+    from capsjax.training.weights import average_weights
+
+    if overrides:
+        raise SystemExit(f"capsjax average: unexpected arguments {overrides}")
+    print(json.dumps(average_weights(args.weights, args.output, dtype=args.dtype), indent=2))
+    return 0
+
+
 def _bench(args, overrides) -> int:
     from capsjax.analysis.bench import run_benchmarks
 
@@ -208,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="storage precision")
     export.set_defaults(run=_export)
+
+    average = commands.add_parser(
+        "average", help="write one weights file holding the mean of several files of one model (a model soup)"
+    )
+    average.add_argument("weights", nargs="+", metavar="FILE", help="weights files of one model (capsjax export)")
+    average.add_argument("--output", required=True, help="the weights file to write")
+    average.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="storage precision")
+    average.set_defaults(run=_average)
 
     bench = commands.add_parser("bench", help="speed and memory benchmarks (JSON + Markdown in --workdir)")
     bench.add_argument("--workdir", default="runs/bench")

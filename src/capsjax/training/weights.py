@@ -5,7 +5,8 @@
 norm (kept in float32 whatever ``dtype``: a few hundred numbers that every normalisation divides
 by); ``load_weights(path)`` returns the model with float32 parameters, in evaluation mode,
 ``read_weights(path)`` the pieces (config, graph, parameters), ``fitting_params`` the parameters a
-new run starts from (``capsjax train --init-weights``). bfloat16 halves the file
+new run starts from (``capsjax train --init-weights``), ``average_weights`` one file holding the mean
+of several files of one model (a uniform "model soup"). bfloat16 halves the file
 (the paper's CapsNet: 16.4 MB instead of 32.9); accuracy must be measured from the stored file, after
 that reduction: ``capsjax eval --weights FILE``.
 """
@@ -43,6 +44,31 @@ class Weights(NamedTuple):
     class_names: list[str] | None
 
 
+def _storage_dict(params: nnx.State, dtype: str) -> dict:
+    """``params`` as a pure dict for a file: parameters in ``dtype``, batch statistics in float32."""
+
+    def for_storage(_, variable):
+        kept = jnp.dtype(dtype) if isinstance(variable, nnx.Param) else np.float32
+        return variable.replace(np.asarray(variable[...], kept))
+
+    return nnx.to_pure_dict(nnx.map_state(for_storage, params))
+
+
+def _write_record(path: pathlib.Path, record: dict, params: nnx.State, dtype: str) -> dict:
+    """Write ``record`` to ``path`` at once (never half a file); its path, size, SHA-256 and counts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(serialization.msgpack_serialize(record))
+    os.replace(partial, path)
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "dtype": dtype,
+        "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.filter_state(params, nnx.Param)))),
+    }
+
+
 def export_weights(
     workdir: str | os.PathLike, path: str | os.PathLike, *, step: int | None = None, dtype: str = "bfloat16"
 ) -> dict:
@@ -57,30 +83,63 @@ def export_weights(
     workdir = pathlib.Path(workdir)
     config, _, params = restore_params(workdir, step=step)
     config = dataclasses.replace(config, init_weights=None)  # the model and recipe, not where a run began
-
-    def for_storage(_, variable):
-        kept = jnp.dtype(dtype) if isinstance(variable, nnx.Param) else np.float32
-        return variable.replace(np.asarray(variable[...], kept))
-
-    pure = nnx.to_pure_dict(nnx.map_state(for_storage, params))
     record = {
         "format": FORMAT,
         "config": json.dumps(to_dict(config)),
         "class_names": json.dumps(recorded_class_names(workdir / "config.json")),
-        "params": pure,
+        "params": _storage_dict(params, dtype),
     }
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(serialization.msgpack_serialize(record))
-    os.replace(partial, path)  # never a half-written weights file
-    return {
-        "path": str(path),
-        "bytes": path.stat().st_size,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "dtype": dtype,
-        "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.filter_state(params, nnx.Param)))),
+    return _write_record(pathlib.Path(path), record, params, dtype)
+
+
+def average_weights(paths: list[str | os.PathLike], path: str | os.PathLike, *, dtype: str = "bfloat16") -> dict:
+    """Write one weights file holding the element-wise mean of several weights files of one model.
+
+    A uniform "model soup" (Wortsman et al. 2022, "Model soups"): runs that continued from the same
+    trained weights stay in one basin, where the mean of their parameters is a single model that
+    often scores as well as its best member or better. Every variable is averaged in float64 from
+    the files' float32 values (batch statistics too); the new file keeps the first file's config and
+    class names and lists the SHA-256 of its sources under ``averaged_from``.
+
+    Returns:
+      what ``export_weights`` returns, with ``averaged_from`` (the sources' SHA-256, in order).
+
+    Raises:
+      FileNotFoundError: a file is missing.
+      ValueError: one line: fewer than two files, a file that is not weights, or a file whose model,
+        variables or classes differ from the first file's (naming the first variable that differs).
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+    if len(paths) < 2:
+        raise ValueError(f"average_weights: give two or more weights files, got {len(paths)}")
+    for source in paths:
+        if not pathlib.Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such weights file")
+    first = read_weights(paths[0])
+    total = jax.tree.map(lambda x: np.asarray(x, np.float64), nnx.to_pure_dict(first.params))
+    for source in paths[1:]:
+        other = read_weights(source)
+        if other.config.model != first.config.model:
+            raise ValueError(f"{source}: a {other.config.model} model, {paths[0]} a {first.config.model}")
+        stored = nnx.to_pure_dict(other.params)
+        mismatch = _first_mismatch(stored, total)
+        if mismatch is not None:
+            raise ValueError(f"{source} does not fit {paths[0]}: {mismatch}")
+        if other.class_names != first.class_names:
+            raise ValueError(f"{source}: its class names differ from those of {paths[0]}")
+        total = jax.tree.map(lambda a, b: a + np.asarray(b, np.float64), total, stored)
+    params = jax.tree.map(lambda x: x, first.params)  # a copy, then filled in place
+    nnx.replace_by_pure_dict(params, jax.tree.map(lambda x: jnp.asarray(x / len(paths), jnp.float32), total))
+    sources = [hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest() for p in paths]
+    record = {
+        "format": FORMAT,
+        "config": json.dumps(to_dict(first.config)),
+        "class_names": json.dumps(first.class_names),
+        "averaged_from": json.dumps(sources),
+        "params": _storage_dict(params, dtype),
     }
+    return {**_write_record(pathlib.Path(path), record, params, dtype), "averaged_from": sources}
 
 
 def read_weights(path: str | os.PathLike) -> Weights:
