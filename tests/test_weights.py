@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, serialization
 from PIL import Image
 
 import capsjax
@@ -149,8 +149,8 @@ def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written
 
 
 def test_average_of_weights_files_is_their_mean_and_refuses_other_models(run, tmp_path, capsys):
-    """Two runs from one start average to one model whose every variable is the members' mean; a file of
-    another model is one line naming the variable that does not fit."""
+    """Runs from one start average to one model whose every variable is the members' mean (a file given
+    twice counts twice); a file of another model is one line naming the first difference."""
     workdir, data = run
     first, second = tmp_path / "a.msgpack", tmp_path / "b.msgpack"
     export_weights(workdir, first, dtype="float32")
@@ -159,26 +159,42 @@ def test_average_of_weights_files_is_their_mean_and_refuses_other_models(run, tm
     export_weights(tmp_path / "tuned", second, dtype="float32")
     capsys.readouterr()
     soup = tmp_path / "soup.msgpack"
-    assert main(["average", str(first), str(second), "--output", str(soup), "--dtype", "float32"]) == 0
+    assert main(["average", str(first), str(second), str(second), "--output", str(soup), "--dtype", "float32"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["averaged_from"] == [_sha256(first), _sha256(second)]
-    members = [jax.tree.leaves(nnx.to_pure_dict(read_weights(p).params)) for p in (first, second)]
-    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(*members, strict=True))
-    assert moved > 1e-3  # the members differ, so the mean is not either of them
-    for mean, a, b in zip(jax.tree.leaves(nnx.to_pure_dict(read_weights(soup).params)), *members, strict=True):
-        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6, atol=1e-7)
+    assert report["averaged_from"] == [_sha256(first), _sha256(second), _sha256(second)]
+    assert report["sha256"] == _sha256(soup) and report["dtype"] == "float32"
+    a, b = (jax.tree.leaves(nnx.to_pure_dict(read_weights(p).params)) for p in (first, second))
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True)) > 1e-3  # the members differ
+    for mean, x, y in zip(jax.tree.leaves(nnx.to_pure_dict(read_weights(soup).params)), a, b, strict=True):
+        np.testing.assert_allclose(mean, (x + 2 * y) / 3, rtol=1e-6, atol=1e-7)
     assert read_weights(soup).config == read_weights(first).config
     assert evaluate_weights(soup, data_dir=data)["count"] == 64  # a usable model
+    half = tmp_path / "half.msgpack"  # the default: bfloat16, the mean rounded once
+    average_weights([first, second], half)
+    for stored, x, y in zip(jax.tree.leaves(nnx.to_pure_dict(read_weights(half).params)), a, b, strict=True):
+        np.testing.assert_array_equal(stored, np.asarray((x + y) / 2).astype(jnp.bfloat16).astype(np.float32))
+    assert 0.45 < half.stat().st_size / soup.stat().st_size < 0.55
+
+
+def test_average_refuses_files_of_another_model_in_one_line(run, tmp_path, capsys):
+    workdir, _ = run
+    first = tmp_path / "a.msgpack"
+    export_weights(workdir, first)
+    record = serialization.msgpack_restore(first.read_bytes())
+    config = json.loads(record["config"])
+    config["capsnet"]["routing"]["num_iters"] += 1  # the same variables, another model
     other = tmp_path / "other.msgpack"
-    narrow = tiny_config(epochs=1, capsnet=CapsNetConfig(conv_channels=16, primary_types=4, class_dim=12))
-    train_and_evaluate(narrow, tmp_path / "narrow", data_dir=data, progress=False)
-    export_weights(tmp_path / "narrow", other)
-    with pytest.raises(ValueError, match=r"other.msgpack does not fit \S+a.msgpack: \S+ has shape") as err:
+    other.write_bytes(serialization.msgpack_serialize({**record, "config": json.dumps(config)}))
+    with pytest.raises(ValueError, match=r"other.msgpack does not fit \S+a.msgpack: config.capsnet.routing is ") as err:
         average_weights([first, other], tmp_path / "bad.msgpack")
     assert "\n" not in str(err.value) and not (tmp_path / "bad.msgpack").exists()
+    record["params"]["decoder"] = {}  # a variable gone
+    other.write_bytes(serialization.msgpack_serialize(record))
+    with pytest.raises(ValueError, match="not a capsjax weights file|do not match the model its config describes"):
+        average_weights([first, other], tmp_path / "bad.msgpack")
     with pytest.raises(ValueError, match="two or more weights files, got 1"):
         average_weights([first], tmp_path / "bad.msgpack")
-    assert main(["average", str(first), str(tmp_path / "missing.msgpack"), "--output", str(soup)]) == 2
+    assert main(["average", str(first), str(tmp_path / "missing.msgpack"), "--output", str(tmp_path / "x")]) == 2
     assert "missing.msgpack: no such weights file" in capsys.readouterr().err
 
 

@@ -92,14 +92,22 @@ def export_weights(
     return _write_record(pathlib.Path(path), record, params, dtype)
 
 
-def average_weights(paths: list[str | os.PathLike], path: str | os.PathLike, *, dtype: str = "bfloat16") -> dict:
+def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike, *, dtype: str = "bfloat16") -> dict:
     """Write one weights file holding the element-wise mean of several weights files of one model.
 
     A uniform "model soup" (Wortsman et al. 2022, "Model soups"): runs that continued from the same
-    trained weights stay in one basin, where the mean of their parameters is a single model that
-    often scores as well as its best member or better. Every variable is averaged in float64 from
-    the files' float32 values (batch statistics too); the new file keeps the first file's config and
-    class names and lists the SHA-256 of its sources under ``averaged_from``.
+    trained weights stay in one basin, where the mean of their parameters is a single model of the
+    same size and cost. Every variable is averaged in float64 from the files' float32 values. Batch
+    statistics are averaged too, which only approximates the averaged model's own (the paper's
+    CapsNet has none; for a model with batch norm, re-estimate them). The new file keeps the first
+    file's config and class names and lists the SHA-256 of its sources under ``averaged_from``.
+
+    Args:
+      sources: two or more weights files (``capsjax export``) of one model: the same ``model``, the
+        same model config (``config.capsnet`` for a CapsNet), variables and class names; their
+        training recipes may differ.
+      output: the file to write (atomically).
+      dtype: storage precision of the parameters, ``"bfloat16"`` or ``"float32"``.
 
     Returns:
       what ``export_weights`` returns, with ``averaged_from`` (the sources' SHA-256, in order).
@@ -107,39 +115,63 @@ def average_weights(paths: list[str | os.PathLike], path: str | os.PathLike, *, 
     Raises:
       FileNotFoundError: a file is missing.
       ValueError: one line: fewer than two files, a file that is not weights, or a file whose model,
-        variables or classes differ from the first file's (naming the first variable that differs).
+        model config, variables or classes differ from the first file's (naming the first difference).
+
+    Example::
+
+        average_weights(["runs/a.msgpack", "runs/b.msgpack"], "weights/soup.msgpack")
     """
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
-    if len(paths) < 2:
-        raise ValueError(f"average_weights: give two or more weights files, got {len(paths)}")
-    for source in paths:
+    if len(sources) < 2:
+        raise ValueError(f"average_weights: give two or more weights files, got {len(sources)}")
+    for source in sources:
         if not pathlib.Path(source).is_file():
             raise FileNotFoundError(f"{source}: no such weights file")
-    first = read_weights(paths[0])
-    total = jax.tree.map(lambda x: np.asarray(x, np.float64), nnx.to_pure_dict(first.params))
-    for source in paths[1:]:
-        other = read_weights(source)
-        if other.config.model != first.config.model:
-            raise ValueError(f"{source}: a {other.config.model} model, {paths[0]} a {first.config.model}")
-        stored = nnx.to_pure_dict(other.params)
-        mismatch = _first_mismatch(stored, total)
-        if mismatch is not None:
-            raise ValueError(f"{source} does not fit {paths[0]}: {mismatch}")
-        if other.class_names != first.class_names:
-            raise ValueError(f"{source}: its class names differ from those of {paths[0]}")
-        total = jax.tree.map(lambda a, b: a + np.asarray(b, np.float64), total, stored)
-    params = jax.tree.map(lambda x: x, first.params)  # a copy, then filled in place
-    nnx.replace_by_pure_dict(params, jax.tree.map(lambda x: jnp.asarray(x / len(paths), jnp.float32), total))
-    sources = [hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest() for p in paths]
+    sha256 = [hashlib.sha256(pathlib.Path(source).read_bytes()).hexdigest() for source in sources]
+    members = [read_weights(source) for source in sources]
+    for source, member in zip(sources[1:], members[1:], strict=True):
+        difference = _model_difference(member, members[0])
+        if difference is not None:
+            raise ValueError(f"{source} does not fit {sources[0]}: {difference}")
+    params = _mean_params([member.params for member in members])
+    first = members[0]
     record = {
         "format": FORMAT,
         "config": json.dumps(to_dict(first.config)),
         "class_names": json.dumps(first.class_names),
-        "averaged_from": json.dumps(sources),
+        "averaged_from": json.dumps(sha256),
         "params": _storage_dict(params, dtype),
     }
-    return {**_write_record(pathlib.Path(path), record, params, dtype), "averaged_from": sources}
+    return {**_write_record(pathlib.Path(output), record, params, dtype), "averaged_from": sha256}
+
+
+def _model_difference(other: Weights, first: Weights) -> str | None:
+    """The first difference that makes ``other`` another model than ``first`` (model name, model
+    config field, variable, class names), in words; None when they are one model."""
+    if other.config.model != first.config.model:
+        return f"a {other.config.model}, not a {first.config.model}"
+    model = first.config.model
+    mine, theirs = to_dict(getattr(other.config, model)), to_dict(getattr(first.config, model))
+    for field in mine:
+        if mine[field] != theirs.get(field):
+            return f"config.{model}.{field} is {mine[field]!r}, not {theirs.get(field)!r}"
+    mismatch = _first_mismatch(nnx.to_pure_dict(other.params), nnx.to_pure_dict(first.params), other="the first file")
+    if mismatch is not None:
+        return mismatch
+    if other.class_names != first.class_names:
+        return "its class names differ"
+    return None
+
+
+def _mean_params(states: list[nnx.State]) -> nnx.State:
+    """The element-wise mean of several states of one structure (float64 sums, float32 result), as a
+    new state (the inputs are left as they are)."""
+    pure = [nnx.to_pure_dict(state) for state in states]
+    mean = jax.tree.map(lambda *xs: np.asarray(sum(np.asarray(x, np.float64) for x in xs) / len(xs), np.float32), *pure)
+    params = jax.tree.map(lambda x: x, states[0])  # a copy, then filled in place
+    nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, mean))
+    return params
 
 
 def read_weights(path: str | os.PathLike) -> Weights:
@@ -167,8 +199,9 @@ def read_weights(path: str | os.PathLike) -> Weights:
     return Weights(config, graphdef, params, json.loads(record["class_names"]))
 
 
-def _first_mismatch(stored: dict, expected: dict) -> str | None:
-    """The first variable (``"a/b/kernel"``) whose presence or shape differs between two pure dicts."""
+def _first_mismatch(stored: dict, expected: dict, *, other: str = "this run's model") -> str | None:
+    """The first variable (``"a/b/kernel"``) whose presence or shape differs between two pure dicts
+    (``stored``: the file's; ``expected``: ``other``'s, as the message names it)."""
     stored_leaves = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
     expected_leaves = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
     for key in sorted(set(stored_leaves) | set(expected_leaves), key=str):
@@ -176,9 +209,9 @@ def _first_mismatch(stored: dict, expected: dict) -> str | None:
         if key not in stored_leaves:
             return f"{name} is missing from the file"
         if key not in expected_leaves:
-            return f"{name} is not in this run's model"
+            return f"{name} is not in {other}"
         if np.shape(stored_leaves[key]) != np.shape(expected_leaves[key]):
-            return f"{name} has shape {np.shape(stored_leaves[key])}, this run's model {np.shape(expected_leaves[key])}"
+            return f"{name} has shape {np.shape(stored_leaves[key])}, {other} {np.shape(expected_leaves[key])}"
     return None
 
 
