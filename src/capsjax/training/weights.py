@@ -54,8 +54,18 @@ def _storage_dict(params: nnx.State, dtype: str) -> dict:
     return nnx.to_pure_dict(nnx.map_state(for_storage, params))
 
 
-def _write_record(path: pathlib.Path, record: dict, params: nnx.State, dtype: str) -> dict:
-    """Write ``record`` to ``path`` at once (never half a file); its path, size, SHA-256 and counts."""
+def _write_weights(
+    path: pathlib.Path, config: TrainConfig, class_names: list[str] | None, params: nnx.State, dtype: str, **extra
+) -> dict:
+    """Write a weights file at once (never half a file): the format tag, ``config`` and ``class_names``
+    (JSON), ``extra`` fields (JSON) and ``params`` stored in ``dtype``; its path, size, SHA-256 and counts."""
+    record = {
+        "format": FORMAT,
+        "config": json.dumps(to_dict(config)),
+        "class_names": json.dumps(class_names),
+        **{key: json.dumps(value) for key, value in extra.items()},
+        "params": _storage_dict(params, dtype),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     partial.write_bytes(serialization.msgpack_serialize(record))
@@ -83,13 +93,8 @@ def export_weights(
     workdir = pathlib.Path(workdir)
     config, _, params = restore_params(workdir, step=step)
     config = dataclasses.replace(config, init_weights=None)  # the model and recipe, not where a run began
-    record = {
-        "format": FORMAT,
-        "config": json.dumps(to_dict(config)),
-        "class_names": json.dumps(recorded_class_names(workdir / "config.json")),
-        "params": _storage_dict(params, dtype),
-    }
-    return _write_record(pathlib.Path(path), record, params, dtype)
+    class_names = recorded_class_names(workdir / "config.json")
+    return _write_weights(pathlib.Path(path), config, class_names, params, dtype)
 
 
 def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike, *, dtype: str = "bfloat16") -> dict:
@@ -115,7 +120,7 @@ def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike,
     Raises:
       FileNotFoundError: a file is missing.
       ValueError: one line: fewer than two files, a file that is not weights, or a file whose model,
-        model config, variables or classes differ from the first file's (naming the first difference).
+        model config or classes differ from the first file's (naming the first difference).
 
     Example::
 
@@ -136,19 +141,15 @@ def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike,
             raise ValueError(f"{source} does not fit {sources[0]}: {difference}")
     params = _mean_params([member.params for member in members])
     first = members[0]
-    record = {
-        "format": FORMAT,
-        "config": json.dumps(to_dict(first.config)),
-        "class_names": json.dumps(first.class_names),
-        "averaged_from": json.dumps(sha256),
-        "params": _storage_dict(params, dtype),
-    }
-    return {**_write_record(pathlib.Path(output), record, params, dtype), "averaged_from": sha256}
+    written = _write_weights(pathlib.Path(output), first.config, first.class_names, params, dtype, averaged_from=sha256)
+    return {**written, "averaged_from": sha256}
 
 
 def _model_difference(other: Weights, first: Weights) -> str | None:
     """The first difference that makes ``other`` another model than ``first`` (model name, model
-    config field, variable, class names), in words; None when they are one model."""
+    config field, class names), in words; None when they are one model. The variables need no check
+    of their own: ``read_weights`` fitted each file's to its config, and the model is built from
+    ``config.model`` and its config alone (``create_model``)."""
     if other.config.model != first.config.model:
         return f"a {other.config.model}, not a {first.config.model}"
     model = first.config.model
@@ -156,9 +157,6 @@ def _model_difference(other: Weights, first: Weights) -> str | None:
     for field in mine:
         if mine[field] != theirs.get(field):
             return f"config.{model}.{field} is {mine[field]!r}, not {theirs.get(field)!r}"
-    mismatch = _first_mismatch(nnx.to_pure_dict(other.params), nnx.to_pure_dict(first.params), other="the first file")
-    if mismatch is not None:
-        return mismatch
     if other.class_names != first.class_names:
         return "its class names differ"
     return None
@@ -199,9 +197,8 @@ def read_weights(path: str | os.PathLike) -> Weights:
     return Weights(config, graphdef, params, json.loads(record["class_names"]))
 
 
-def _first_mismatch(stored: dict, expected: dict, *, other: str = "this run's model") -> str | None:
-    """The first variable (``"a/b/kernel"``) whose presence or shape differs between two pure dicts
-    (``stored``: the file's; ``expected``: ``other``'s, as the message names it)."""
+def _first_mismatch(stored: dict, expected: dict) -> str | None:
+    """The first variable (``"a/b/kernel"``) whose presence or shape differs between two pure dicts."""
     stored_leaves = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
     expected_leaves = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
     for key in sorted(set(stored_leaves) | set(expected_leaves), key=str):
@@ -209,9 +206,9 @@ def _first_mismatch(stored: dict, expected: dict, *, other: str = "this run's mo
         if key not in stored_leaves:
             return f"{name} is missing from the file"
         if key not in expected_leaves:
-            return f"{name} is not in {other}"
+            return f"{name} is not in this run's model"
         if np.shape(stored_leaves[key]) != np.shape(expected_leaves[key]):
-            return f"{name} has shape {np.shape(stored_leaves[key])}, {other} {np.shape(expected_leaves[key])}"
+            return f"{name} has shape {np.shape(stored_leaves[key])}, this run's model {np.shape(expected_leaves[key])}"
     return None
 
 
