@@ -26,8 +26,11 @@ def test_overrides_nested_fields():
             "--config.capsnet.decoder_hidden=(64, 128)",
             "--config.data.train_examples=none",
             "--config.optim.learning_rate=3e-4",
+            "--config.teachers=('a.msgpack', 'b.msgpack')",
         ],
     )
+    assert config.teachers == ("a.msgpack", "b.msgpack")
+    assert from_dict(TrainConfig, to_dict(config)).teachers == config.teachers
     assert config.epochs == 2 and config.capsnet.routing.num_iters == 1 and config.capsnet.routing.leaky
     assert config.capsnet.decoder_hidden == (64, 128) and config.optim.learning_rate == 3e-4
     assert config.data.train_examples is None
@@ -100,6 +103,8 @@ def test_every_field_has_a_rule():
             "\\['dynamic', 'em', 'inverted_dot_product', 'self_attention'\\]",
         ),
         ("--config.capsnet.decoder_hidden=(512, 0)", "config.capsnet.decoder_hidden = \\(512, 0\\): expected a tuple"),
+        ("--config.teachers=('',)", "config.teachers = \\('',\\): expected a tuple of weights files"),
+        ("--config.loss.distill_weight=-1", "config.loss.distill_weight = -1.0: expected "),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_field_value_and_rule(arg, message):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from capsjax import margin_loss, reconstruction_loss, spread_loss
+from capsjax import distillation_loss, margin_loss, reconstruction_loss, spread_loss
 
 
 def test_margin_loss_hand_computed():
@@ -84,3 +84,15 @@ def test_spread_loss_check_grads_orders_1_and_2_in_activations_and_margin():
     check_grads(
         lambda a, m: spread_loss(a, labels, margin=m), (activations, jnp.float64(0.5)), order=2, modes=("fwd", "rev")
     )
+
+
+def test_distillation_loss_is_the_squared_distance_and_leaves_the_teacher_alone():
+    scores = jnp.array([[0.9, 0.2, 0.05], [0.3, 0.6, 0.1]])
+    teacher = jnp.array([[0.8, 0.3, 0.05], [0.3, 0.4, 0.3]])
+    # 0.1^2 + 0.1^2 + 0 and 0 + 0.2^2 + 0.2^2
+    np.testing.assert_allclose(distillation_loss(scores, teacher), [0.02, 0.08], rtol=1e-5)
+    d_scores, d_teacher = jax.grad(lambda s, t: distillation_loss(s, t).sum(), argnums=(0, 1))(scores, teacher)
+    np.testing.assert_allclose(d_scores, 2 * (scores - teacher), rtol=1e-5, atol=1e-7)
+    assert not np.any(d_teacher)
+    with pytest.raises(ValueError, match=r"teacher_scores: expected the scores' shape \(2, 3\), got \(2, 2\)"):
+        distillation_loss(scores, teacher[:, :2])

@@ -1,3 +1,5 @@
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -6,7 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from capsjax import ModelOutput
+from capsjax import ModelOutput, distillation_loss
+from capsjax.ops.preprocess import to_float
 from capsjax.training.config import LossConfig, OptimConfig, validate
 from capsjax.training.objectives import compute_losses
 from capsjax.training.state import (
@@ -45,6 +48,56 @@ def test_losses_pick_margin_or_cross_entropy():
     expected = np.mean([np.log(1 + np.exp(-2.0)), np.log(2.0)])
     np.testing.assert_allclose(parts["class_loss"], expected, rtol=1e-5)
     assert parts["accuracy"] == 0.5
+
+
+def test_distillation_adds_its_weighted_term_to_the_loss():
+    labels = jnp.array([0, 1])
+    images = jnp.zeros((2, 2, 2, 1))
+    output = ModelOutput(scores=jnp.array([[0.9, 0.1], [0.5, 0.5]]))
+    teacher = jnp.array([[0.7, 0.1], [0.5, 0.9]])
+    plain, _ = compute_losses(output, images, labels, LossConfig(distill_weight=3.0))
+    total, parts = compute_losses(output, images, labels, LossConfig(distill_weight=3.0), teacher_scores=teacher)
+    np.testing.assert_allclose(parts["distill_loss"], (0.04 + 0.16) / 2, rtol=1e-5)  # mean over the batch
+    np.testing.assert_allclose(total, plain + 3.0 * 0.1, rtol=1e-5)
+    np.testing.assert_allclose(parts["loss"], total)
+
+
+def test_a_train_step_with_teachers_measures_and_closes_the_distance_to_their_mean_scores():
+    from capsjax.training.config import DataConfig
+
+    config = tiny_config(data=DataConfig(max_shift=0), loss=LossConfig(recon_weight=0.0, distill_weight=10.0))
+    graphdef, _ = init_state(config)
+    teachers = [init_state(dataclasses.replace(config, seed=seed)) for seed in (1, 2)]
+    teachers = [(graph, teacher.params) for graph, teacher in teachers]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 32).astype(np.int32)
+    floats = to_float(images)
+    mean_scores = np.mean([nnx.merge(g, p)(floats, reconstruct=False).scores for g, p in teachers], axis=0)
+
+    def distance(params) -> float:
+        return float(
+            np.mean(distillation_loss(nnx.merge(graphdef, params)(floats, reconstruct=False).scores, mean_scores))
+        )
+
+    def train(teachers) -> tuple[float, float, float | None]:
+        """The distance before training and after 10 steps, and the first step's distill_loss (None without)."""
+        state = init_state(config)[1]
+        before = distance(state.params)
+        step = make_train_step(graphdef, config, teachers)
+        first = None
+        for k in range(10):
+            state, metrics = step(state, images, labels)
+            if k == 0:
+                first = metrics.get("distill_loss")
+        return before, distance(state.params), None if first is None else float(first)
+
+    before, taught, first = train(teachers)
+    _, untaught, none = train(())
+    np.testing.assert_allclose(first, before, rtol=1e-4)  # the step measures the teachers' mean
+    assert none is None  # no teachers, no distillation term
+    # The margin loss alone moves the scores away from the (untrained) teachers'; teaching holds them near.
+    assert taught < 0.5 * untaught
 
 
 @pytest.mark.parametrize("model", ["capsnet", "cnn"])

@@ -14,7 +14,7 @@ from PIL import Image
 import capsjax
 from capsjax.cli import main
 from capsjax.training.checkpoint import restore_params
-from capsjax.training.config import CapsNetConfig
+from capsjax.training.config import CapsNetConfig, ConfigError, DataConfig
 from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 from capsjax.training.loop import train_and_evaluate
 from capsjax.training.state import create_model, init_state, restart_state, split_model
@@ -146,6 +146,27 @@ def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written
         train_and_evaluate(
             tiny_config(init_weights=str(tmp_path / "missing.msgpack")), tmp_path / "y", data_dir=data, progress=False
         )
+
+
+def test_a_run_taught_by_weights_files_logs_its_distillation_loss_and_refuses_missing_or_misfit_teachers(run, tmp_path):
+    workdir, data = run
+    teacher = tmp_path / "teacher.msgpack"
+    export_weights(workdir, teacher)
+    taught = tmp_path / "taught"
+    config = tiny_config(epochs=1, teachers=(str(teacher), str(teacher)))
+    assert train_and_evaluate(config, taught, data_dir=data, progress=False)["status"] == "completed"
+    logged = [json.loads(line) for line in (taught / "metrics.jsonl").read_text().splitlines()]
+    distances = [row["train/distill_loss"] for row in logged if "train/distill_loss" in row]
+    assert distances and all(np.isfinite(d) and d > 0 for d in distances)
+    missing = str(tmp_path / "missing.msgpack")
+    with pytest.raises(ConfigError, match=r"^config.teachers: '.*missing.msgpack': no such file$"):
+        train_and_evaluate(tiny_config(teachers=(missing,)), tmp_path / "x", data_dir=data, progress=False)
+    on_canvas = tiny_config(data=DataConfig(canvas=40), teachers=(str(teacher),))
+    misfit = r"^config.teachers: .*teacher.msgpack: its capsnet cannot take this run's images \(40, 40, 1\): .*28, 28"
+    with pytest.raises(ConfigError, match=misfit) as err:
+        train_and_evaluate(on_canvas, tmp_path / "y", data_dir=data, progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "y" / "config.json").exists()  # refused before anything is written
 
 
 def test_average_of_weights_files_is_their_mean_and_refuses_other_models(run, tmp_path, capsys):

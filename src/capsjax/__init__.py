@@ -36,6 +36,7 @@ from capsjax.ops import (
     conv2d,
     coupling_coefficients,
     depthwise_conv2d,
+    distillation_loss,
     dynamic_routing,
     efficient_squash,
     em_routing,
@@ -100,6 +101,7 @@ __all__ = [
     "reconstruction_loss",
     "safe_norm",
     "spread_loss",
+    "distillation_loss",
     "spread_margin",
     "squash",
 ]

@@ -24,7 +24,7 @@ from capsjax.ops.attention_routing import (
 from capsjax.ops.augmentation import augment, augment_batch
 from capsjax.ops.convolution import conv2d, depthwise_conv2d
 from capsjax.ops.em_routing import EMRoutingResult, em_routing, em_routing_fn
-from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
+from capsjax.ops.losses import distillation_loss, margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import label_mask, length_mask, mask_capsules, multi_hot
 from capsjax.ops.matrix_votes import class_votes, matrix_votes, receptive_field_centres
 from capsjax.ops.preprocess import random_shift, shift_batch, to_float
@@ -41,6 +41,7 @@ from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
 __all__ = [
+    "distillation_loss",
     "EMRoutingResult",
     "LEARNED_ROUTING_PARAMETERS",
     "learned_parameters",

@@ -1,4 +1,5 @@
-"""Losses of the CapsNet paper: margin loss (eq. 4) and the reconstruction regulariser (sec. 4.1).
+"""Losses of the CapsNet paper: margin loss (eq. 4) and the reconstruction regulariser (sec. 4.1);
+the spread loss of matrix capsules; a distillation loss toward a teacher's class scores.
 
 Both return one value per example (``[...]``, the leading dims of the input); average over the
 batch where you use them.
@@ -150,3 +151,29 @@ def spread_margin(step: ArrayLike, *, start: float = 0.2, end: float = 0.9, step
     """The spread loss's margin: linear from ``start`` to ``end`` over ``steps`` training steps, then ``end``."""
     fraction = jnp.clip(jnp.asarray(step, jnp.float32) / steps, 0.0, 1.0)
     return start + (end - start) * fraction
+
+
+def distillation_loss(
+    scores: Float[ArrayLike, "... classes"], teacher_scores: Float[ArrayLike, "... classes"]
+) -> Float[Array, "..."]:
+    r"""Squared distance from a teacher's class scores, per example (knowledge distillation).
+
+    .. math:: L = \sum_k (s_k - t_k)^2
+
+    For capsule lengths (each in [0, 1), one per class, not a distribution) this plays the part of
+    Hinton, Vinyals and Dean's (2015) matching of softened outputs: it passes on the teacher's
+    scores of the wrong classes, which the margin loss ignores below ``m_minus``. The teacher's
+    scores get no gradient.
+
+    Args:
+      scores: the model's ``[..., classes]``.
+      teacher_scores: the teacher's (or the mean of several teachers') ``[..., classes]``.
+
+    Returns:
+      ``[...]``.
+    """
+    scores = jnp.asarray(scores)
+    teacher_scores = jax.lax.stop_gradient(jnp.asarray(teacher_scores))
+    if scores.shape != teacher_scores.shape:
+        raise ValueError(f"teacher_scores: expected the scores' shape {scores.shape}, got {teacher_scores.shape}")
+    return jnp.sum(jnp.square(scores - teacher_scores), axis=-1)

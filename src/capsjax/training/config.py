@@ -117,6 +117,9 @@ class LossConfig:
     spread_margin_start: float = 0.2
     spread_margin_end: float = 0.9
     spread_margin_steps: int = 50_000
+    # Knowledge distillation (Hinton et al. 2015), on with ``TrainConfig.teachers``: this weight times
+    # the squared distance between the model's class scores and the teachers' mean scores.
+    distill_weight: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +155,10 @@ class TrainConfig:
     # A weights file (``capsjax export``) to start from instead of a random initialisation: its
     # parameters must fit this run's model; the optimizer and the learning-rate schedule start afresh.
     init_weights: str | None = None
+    # Weights files (``capsjax export``) of trained models whose mean class scores, on the same
+    # augmented training images, the model is also trained toward (``loss.distill_weight``): one
+    # model learns from an ensemble. Their classes and image shape must be this run's.
+    teachers: tuple[str, ...] = ()
 
 
 def load_config_file(path: str | pathlib.Path) -> TrainConfig:
@@ -297,6 +304,10 @@ _RULES = {
     "prefetch": _NON_NEGATIVE,
     "on_nonfinite": _one_of(("stop", "skip")),
     "init_weights": (lambda v: v is None or (isinstance(v, str) and v != ""), "None or a weights file"),
+    "teachers": (
+        lambda v: isinstance(v, tuple) and all(isinstance(p, str) and p != "" for p in v),
+        "a tuple of weights files (empty: no distillation)",
+    ),
     "data.name": _one_of(DATASETS),
     "data.train_examples": _POSITIVE_OR_NONE,
     "data.test_examples": _POSITIVE_OR_NONE,
@@ -326,6 +337,7 @@ _RULES = {
     "loss.spread_margin_start": _PROBABILITY,
     "loss.spread_margin_end": _PROBABILITY,
     "loss.spread_margin_steps": _POSITIVE,
+    "loss.distill_weight": _NON_NEGATIVE_NUMBER,
     "capsnet.image_shape": _IMAGE_SHAPE,
     "capsnet.num_classes": _NUM_CLASSES,
     "capsnet.conv_channels": _POSITIVE,

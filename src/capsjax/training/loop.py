@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -56,8 +57,8 @@ from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.metrics import MetricWriter, NoMetricWriter
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import evaluation_params, init_state, restart_state
-from capsjax.training.steps import make_eval_step, make_train_step
-from capsjax.training.weights import fitting_params
+from capsjax.training.steps import make_eval_step, make_train_step, teacher_scores
+from capsjax.training.weights import fitting_params, read_weights
 
 log = logging.getLogger("capsjax")
 
@@ -146,6 +147,42 @@ def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: A
     if sized[config.model] != getattr(config, config.model):  # the model that trains, not the others
         log.info("model sized to the data: images %s, %d classes", shape, num_classes)
     return dataclasses.replace(config, **sized)
+
+
+def read_teachers(
+    config: TrainConfig, graphdef: nnx.GraphDef, params: nnx.State, image_shape: Sequence[int]
+) -> list[tuple[nnx.GraphDef, nnx.State]]:
+    """The models of ``config.teachers`` as ``(graph, params)``, checked against this run's model.
+
+    Raises:
+      ConfigError: one line, when a file is missing or its model does not give class scores of the
+        shape this run's model gives for images ``image_shape`` (height, width, channels).
+    """
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+
+    def scores_shape(graph, model_params) -> tuple:
+        return jax.eval_shape(lambda p, x: teacher_scores([(graph, p)], x), model_params, images).shape
+
+    wanted = scores_shape(graphdef, params)
+    teachers = []
+    for path in config.teachers:
+        if not pathlib.Path(path).is_file():
+            raise ConfigError(f"config.teachers: {path!r}: no such file")
+        weights = read_weights(path)
+        try:
+            given = scores_shape(weights.graphdef, weights.params)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} cannot take this run's images "
+                f"{tuple(image_shape)}: {first_line(err)}"
+            ) from None
+        if given != wanted:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} gives class scores of shape {given} for "
+                f"images {tuple(image_shape)}, this run's model {wanted}"
+            )
+        teachers.append((weights.graphdef, weights.params))
+    return teachers
 
 
 def _versions() -> dict:
@@ -244,6 +281,7 @@ def train_and_evaluate(
         state = restart_state(state, params, config.optim)
         if primary:
             log.info("starting from the weights in %s", config.init_weights)
+    teachers = read_teachers(config, graphdef, state.params, test_set.images.shape[1:])
     # Written once the data is found, with where it came from: eval and --resume find it without a flag.
     source = pathlib.Path(train_set.source)
     resolved = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
@@ -266,7 +304,7 @@ def train_and_evaluate(
         log.info("resumed from step %d", int(state.step))
     train_rows = sharding.process_rows(config.batch_size)
     eval_rows = sharding.process_rows(config.eval_batch_size)
-    train_step = make_train_step(graphdef, config)
+    train_step = make_train_step(graphdef, config, [(graph, sharding.replicated(p)) for graph, p in teachers])
     eval_step = make_eval_step(graphdef, config)
 
     stop = StopRequested() if stop is None else stop

@@ -1,4 +1,5 @@
-"""What training minimises and counts: the class loss, the reconstruction loss and correct predictions."""
+"""What training minimises and counts: the class loss, the reconstruction loss, the distillation loss
+and correct predictions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from capsjax.nn.interface import ModelOutput
-from capsjax.ops.losses import margin_loss, reconstruction_loss, spread_loss, spread_margin
+from capsjax.ops.losses import distillation_loss, margin_loss, reconstruction_loss, spread_loss, spread_margin
 from capsjax.ops.masking import multi_hot
 from capsjax.training.config import LossConfig
 
@@ -68,13 +69,16 @@ def compute_losses(
     targets: jax.Array | None = None,
     *,
     step: jax.Array | int | None = None,
+    teacher_scores: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
     """Mean loss over the batch and its parts.
 
     :func:`classification_loss` (at training ``step``, which sets the spread loss's margin), plus
     the weighted reconstruction loss when there are reconstructions and ``recon_weight > 0``. With
     ``[batch, objects]`` labels each object's reconstruction is compared with
-    ``targets [batch, objects, h, w, c]`` (that object alone).
+    ``targets [batch, objects, h, w, c]`` (that object alone). With ``teacher_scores``
+    ``[batch, classes]`` (teachers' class scores of the same images), plus ``distill_weight`` times
+    :func:`capsjax.ops.losses.distillation_loss`.
     """
     classification = jnp.mean(classification_loss(output, labels, config, step=step))
     reconstruction = jnp.zeros((), jnp.float32)
@@ -84,4 +88,9 @@ def compute_losses(
         reconstruction = jnp.mean(per_object.reshape(per_object.shape[0], -1).sum(-1))
     accuracy = jnp.mean(correct_predictions(output.scores, labels))
     total = classification + reconstruction
-    return total, {"loss": total, "class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy}
+    metrics = {"loss": total, "class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy}
+    if teacher_scores is not None:
+        distillation = jnp.mean(distillation_loss(output.scores, teacher_scores))
+        total = total + config.distill_weight * distillation
+        metrics = {**metrics, "loss": total, "distill_loss": distillation}
+    return total, metrics

@@ -8,7 +8,7 @@ the batch's statistics, running averages updated); the eval and classify steps i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,19 @@ from capsjax.training.objectives import classification_loss, compute_losses, cor
 from capsjax.training.state import TrainState, learning_rate_schedule, make_optimizer
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
+def teacher_scores(teachers: Sequence[tuple[nnx.GraphDef, nnx.State]], images: jax.Array) -> jax.Array:
+    """Mean class scores ``[batch, classes]`` of trained models ``(graph, params)`` in evaluation mode
+    on float images ``[batch, h, w, c]``, without reconstructions."""
+    scores = [
+        with_mode(nnx.merge(graph, params), training=False)(images, reconstruct=False).scores
+        for graph, params in teachers
+    ]
+    return jnp.mean(jnp.stack(scores), axis=0)
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef, config: TrainConfig, teachers: Sequence[tuple[nnx.GraphDef, nnx.State]] = ()
+) -> Callable:
     """The jitted train step ``(state, images uint8 [b,h,w,c], labels [b]) -> (state, metrics)``.
 
     Augmentation (random ``config.data.crop`` crops, random shifts of ``config.data.max_shift``
@@ -35,11 +47,16 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
     the optimizer state as they were. Gradients and the optimizer see the parameters (``nnx.Param``)
     only; the batch statistics a model with batch norm keeps in ``state.params`` come back updated
     by the step's batch.
+
+    With ``teachers`` (``(graph, params)`` of trained models, see ``TrainConfig.teachers``) the loss
+    also pulls the scores toward the teachers' mean scores of the same augmented images
+    (:func:`teacher_scores`); their parameters are arguments of the compiled step, not constants in it.
     """
     tx = make_optimizer(config.optim)
     schedule = learning_rate_schedule(config.optim)
+    teacher_graphs = tuple(graph for graph, _ in teachers)
 
-    def train_step(state: TrainState, images, labels, targets=None):
+    def train_step(state: TrainState, images, labels, targets=None, teacher_params=()):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         shift_key, dropout_key = jax.random.split(key)
         images = to_float(images)
@@ -54,12 +71,16 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
             if config.data.max_shift > 0:
                 images = shift_batch(images, shift_key, max_shift=config.data.max_shift)
 
+        taught = teacher_scores(list(zip(teacher_graphs, teacher_params, strict=True)), images) if teachers else None
+
         def loss_fn(params, batch_stats):
             # copy: batch norm updates its statistics in place, which NNX allows only on variables
             # created inside this trace
             model = with_mode(nnx.merge(graphdef, params, batch_stats, copy=True), training=True)
             output = model(images, labels, dropout_key=dropout_key)
-            loss, metrics = compute_losses(output, images, labels, config.loss, targets, step=state.step)
+            loss, metrics = compute_losses(
+                output, images, labels, config.loss, targets, step=state.step, teacher_scores=taught
+            )
             return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
         params, batch_stats = nnx.split_state(state.params, nnx.Param, nnx.BatchStat)
@@ -76,7 +97,15 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
         metrics = {**metrics, "learning_rate": schedule(state.step), "grad_norm": grad_norm, "finite": finite}
         return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    compiled = jax.jit(train_step, donate_argnums=0)
+    if not teachers:
+        return compiled
+    teacher_params = tuple(params for _, params in teachers)
+
+    def distilling_step(state: TrainState, images, labels, targets=None):
+        return compiled(state, images, labels, targets, teacher_params)
+
+    return distilling_step
 
 
 def make_eval_step(graphdef: nnx.GraphDef, config: TrainConfig) -> Callable:
