@@ -99,9 +99,9 @@ __all__ = [
     "margin_loss",
     "mask_capsules",
     "reconstruction_loss",
+    "distillation_loss",
     "safe_norm",
     "spread_loss",
-    "distillation_loss",
     "spread_margin",
     "squash",
 ]

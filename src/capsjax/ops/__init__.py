@@ -41,7 +41,6 @@ from capsjax.ops.squashing import safe_norm, squash
 from capsjax.ops.voting import capsule_votes
 
 __all__ = [
-    "distillation_loss",
     "EMRoutingResult",
     "LEARNED_ROUTING_PARAMETERS",
     "learned_parameters",
@@ -60,6 +59,7 @@ __all__ = [
     "class_votes",
     "conv2d",
     "coupling_coefficients",
+    "distillation_loss",
     "depthwise_conv2d",
     "dynamic_routing",
     "get_routing",

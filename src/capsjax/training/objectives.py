@@ -88,9 +88,9 @@ def compute_losses(
         reconstruction = jnp.mean(per_object.reshape(per_object.shape[0], -1).sum(-1))
     accuracy = jnp.mean(correct_predictions(output.scores, labels))
     total = classification + reconstruction
-    metrics = {"loss": total, "class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy}
+    distillation = {}
     if teacher_scores is not None:
-        distillation = jnp.mean(distillation_loss(output.scores, teacher_scores))
-        total = total + config.distill_weight * distillation
-        metrics = {**metrics, "loss": total, "distill_loss": distillation}
-    return total, metrics
+        distillation = {"distill_loss": jnp.mean(distillation_loss(output.scores, teacher_scores))}
+        total = total + config.distill_weight * distillation["distill_loss"]
+    parts = {"class_loss": classification, "recon_loss": reconstruction, "accuracy": accuracy, **distillation}
+    return total, {"loss": total, **parts}
