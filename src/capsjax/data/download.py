@@ -30,6 +30,8 @@ import urllib.request
 
 from tqdm.auto import tqdm
 
+from capsjax.errors import DownloadError
+
 MIRROR_ENV = "CAPSJAX_DATASET_MIRROR"
 DATA_DIR_ENV = "CAPSJAX_DATA_DIR"
 DEFAULT_CACHE = pathlib.Path("~/.cache/capsjax/datasets")
@@ -121,10 +123,6 @@ REMOTE_DATASETS: dict[str, RemoteDataset] = {
         extract=True,
     ),
 }
-
-
-class DownloadError(FileNotFoundError):
-    """No mirror delivered a file (offline, missing, stalled), or what came did not match its SHA-256."""
 
 
 def cache_root() -> pathlib.Path:

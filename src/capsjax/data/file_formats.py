@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from capsjax.data.dataset import ArrayDataset
+from capsjax.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FORMATS = ("image_folder", "npz", "cifar", "svhn", "smallnorb")
@@ -38,7 +39,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 SMALLNORB_CLASSES = ("animal", "human", "airplane", "truck", "car")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(DataError):
     """A data file or folder that cannot be read as its format says (the message names it)."""
 
 

@@ -14,10 +14,12 @@ import zlib
 
 import numpy as np
 
+from capsjax.errors import DataError
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class IDXError(ValueError):
+class IDXError(DataError):
     """A file that is not a valid IDX file (corrupt, truncated or unexpected)."""
 
 

@@ -8,6 +8,8 @@ import pathlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from capsjax.data.atomic import atomic_path
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] (or uint8) to uint8; NaN (from a diverged model) shows as black."""
@@ -37,14 +39,14 @@ def tile(images: np.ndarray, *, columns: int, padding: int = 2, fill: int = 128)
 def save_png(path: str | pathlib.Path, array: np.ndarray, *, scale: int = 1) -> pathlib.Path:
     """Save a uint8 (or [0, 1] float) image array as PNG, optionally enlarged ``scale`` times."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     array = to_uint8(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     image = Image.fromarray(array)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    image.save(path)
+    with atomic_path(path) as temporary:  # never a 0-byte PNG on a full disk
+        image.save(temporary, format="PNG")
     return path
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from capsjax.data.dataset import ArrayDataset
 from capsjax.data.download import DEFAULT_CACHE, DownloadError, fetch_dataset
 from capsjax.data.idx import IDXError, read_idx
+from capsjax.errors import DataNotFoundError
 
 # Same IDX file names for all three datasets.
 IDX_FILES = {
@@ -53,10 +54,6 @@ CLASS_NAMES = {  # label k is CLASS_NAMES[name][k]
     "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 }
 SYSTEM_DIR = pathlib.Path("/usr/share/datasets")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """No source could provide the dataset."""
 
 
 def _find_file(folder: pathlib.Path, stem: str) -> pathlib.Path | None:

@@ -18,6 +18,7 @@ import typing
 from collections.abc import Sequence
 
 from capsjax.data.registry import DATASETS
+from capsjax.errors import ConfigError
 from capsjax.nn.capsnet import EM_COSTS, SCORES, CapsNetConfig
 from capsjax.nn.cnn import CNNConfig
 from capsjax.nn.efficient_capsnet import EfficientCapsNetConfig
@@ -235,10 +236,6 @@ def apply_overrides(config: TrainConfig, args: Sequence[str]) -> TrainConfig:
             value = args.pop(0)
         config = override(config, key, value)
     return validate(config)
-
-
-class ConfigError(ValueError):
-    """A config field holds a value that is not allowed; the message names the field, the value and the rule."""
 
 
 def _is_int(value) -> bool:

@@ -26,11 +26,9 @@ import os
 import jax
 import numpy as np
 
+from capsjax.errors import DistributedError
+
 log = logging.getLogger("capsjax")
-
-
-class DistributedError(RuntimeError):
-    """Another process of a distributed run failed or cannot be reached: this one stops too."""
 
 
 @dataclasses.dataclass(frozen=True)

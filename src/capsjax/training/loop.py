@@ -38,6 +38,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from capsjax.data.dataset import ArrayDataset
+from capsjax.errors import NonFiniteError, WorkdirError
 from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
 from capsjax.data.pipeline import eval_batches, prefetch, train_batches
 from capsjax.nn.registry import MODELS, count_params
@@ -64,14 +65,6 @@ log = logging.getLogger("capsjax")
 
 # Called after every step with (step, metrics); may set the run's stop event (tests, schedulers).
 StepHook = Callable[[int, dict], None]
-
-
-class NonFiniteError(RuntimeError):
-    """A training step's loss or gradients were not finite (``on_nonfinite="stop"``)."""
-
-
-class WorkdirError(ValueError):
-    """A work directory that cannot be used: a file, or a folder that cannot be created or written."""
 
 
 def prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
