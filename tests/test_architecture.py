@@ -16,7 +16,15 @@ PACKAGE = ROOT / "src" / "capsjax"
 
 # Each layer may import itself and the layers listed before it, never one listed after it. The ground
 # floor, `capsjax.errors`, holds the error hierarchy that every layer raises.
-LAYERS = ("capsjax.errors", "capsjax.ops", "capsjax.nn", "capsjax.data", "capsjax.training", "capsjax.analysis", "capsjax.cli")
+LAYERS = (
+    "capsjax.errors",
+    "capsjax.ops",
+    "capsjax.nn",
+    "capsjax.data",
+    "capsjax.training",
+    "capsjax.analysis",
+    "capsjax.cli",
+)
 # The package's face re-exports the two lowest layers, and the one loader of trained weights (imported
 # lazily, inside `capsjax.load_weights`); no module of the package imports it.
 FACADE = "capsjax"

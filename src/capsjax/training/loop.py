@@ -38,9 +38,9 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from capsjax.data.dataset import ArrayDataset
-from capsjax.errors import NonFiniteError, WorkdirError
 from capsjax.data.image_files import overlay_grid, reconstruction_grid, save_png
 from capsjax.data.pipeline import eval_batches, prefetch, train_batches
+from capsjax.errors import NonFiniteError, WorkdirError
 from capsjax.nn.registry import MODELS, count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import (
