@@ -25,7 +25,7 @@ summary.json).
     python experiments/routing_comparison.py --budget smoke ...    # ~7 minutes; the tests run a part of it
 
 ``--data-dir`` is a folder holding ``mnist/`` (and ``fashion-mnist/``; else Fashion-MNIST is
-found as ``capsjax train`` finds it). ``--variants`` and ``--datasets`` run a part of the
+found as ``capsjax train`` finds it), or MNIST's own folder. ``--variants`` and ``--datasets`` run a part of the
 comparison. Writes routing_comparison.json, routing_comparison.md (the table) and
 routing_comparison.png (test error per variant per dataset, +-std bars) in the work directory;
 the runs live in ``<workdir>/<dataset>/<variant>/seed<k>`` and finished ones are reused.
@@ -116,9 +116,20 @@ def affine_errors(run_dirs, affine) -> dict:
     return summarise(errors)
 
 
+def data_folder(data_dir, name: str):
+    """``data_dir`` where it is the folder of ``name`` or holds it (either spelling, ``fashion-mnist``);
+    else None, so that the dataset is found as ``capsjax train`` finds it (an explicit folder is the
+    only place looked in)."""
+    if data_dir is None:
+        return None
+    root, names = pathlib.Path(data_dir), (name, name.replace("_", "-"))
+    return data_dir if root.name in names or any((root / n).is_dir() for n in names) else None
+
+
 def run_dataset(dataset, config, names, *, seeds, workdir, data_dir) -> dict:
     """Every variant on one dataset: run_variants' summary per variant, with MFLOP per image; for
     ``affine`` the error is on the affine test set and the clean test error is kept as ``clean``."""
+    data_dir = data_folder(data_dir, config.data.name)
     table = variants(config, names)
     results = run_variants(table, seeds=seeds, workdir=workdir / dataset, data_dir=data_dir)
     if dataset == "affine":

@@ -61,7 +61,7 @@ def test_dict_round_trip():
     assert from_dict(TrainConfig, to_dict(config)) == config
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(set(CONFIGS.glob("*.py")) - {CONFIGS / "recipes.py"}), ids=lambda p: p.stem)
 def test_config_files_load_and_document_their_command(path):
     config = load_config_file(path)
     assert isinstance(config, TrainConfig)
@@ -75,9 +75,9 @@ def test_missing_config_file(tmp_path):
 
 
 def test_every_field_has_a_rule():
-    from capsjax.training.config import _RULES, field_paths
+    from capsjax.training.config import field_paths, field_rules
 
-    assert sorted(field_paths(TrainConfig())) == sorted(_RULES)
+    assert sorted(field_paths(TrainConfig())) == sorted(field_rules(TrainConfig()))
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_bad_values_are_one_line_errors_naming_field_value_and_rule(arg, message
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(set(CONFIGS.glob("*.py")) - {CONFIGS / "recipes.py"}), ids=lambda p: p.stem)
 def test_shipped_configs_are_valid(path):
     assert validate(load_config_file(path)) is not None
 
@@ -141,7 +141,7 @@ def test_cli_refuses_a_bad_config_before_writing_anything(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "capsjax train: error: config.batch_size = 0: expected a positive integer"
+        "capsjax train: error: config.batch_size = 0: expected a positive integer, at most 65536"
     )
     assert "Traceback" not in result.stderr and not workdir.exists()
 

@@ -13,21 +13,27 @@ import pytest
 from capsjax.data import download
 from capsjax.data.download import DownloadError, RemoteDataset, RemoteFile, fetch_dataset
 from capsjax.data.sources import DataNotFoundError, load_dataset
+from capsjax.errors import ConfigError, DataError
 from helpers import write_fake_mnist
 
 
 class Server:
-    """Serves ``files`` (URL path -> bytes) on 127.0.0.1; paths in ``stall`` never answer in time."""
+    """Serves ``files`` (URL path -> bytes) on 127.0.0.1; paths in ``stall`` never answer in time, and
+    ``custom`` maps a path to a function that answers the request itself (its handler as argument)."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.stall: set[str] = set()
+        self.custom: dict[str, object] = {}
         self.requests: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.requests.append(self.path)
+                if self.path in outer.custom:
+                    outer.custom[self.path](self)
+                    return
                 if self.path in outer.stall:
                     time.sleep(3)
                     return
@@ -212,3 +218,123 @@ def test_unknown_dataset():
         fetch_dataset("svhn")
     assert np.all([f.size > 0 for d in download.REMOTE_DATASETS.values() for f in d.files])
     assert isinstance(download.cache_root(), pathlib.Path)
+
+
+def answer(handler, body_chunks, *, length=None, pause=0.0) -> int:
+    """Send a 200 answer (``Content-Length: length`` if given) chunk by chunk; return the bytes sent."""
+    handler.send_response(200)
+    if length is not None:
+        handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+    sent = 0
+    try:
+        for chunk in body_chunks:
+            handler.wfile.write(chunk)
+            handler.wfile.flush()
+            sent += len(chunk)
+            time.sleep(pause)
+    except OSError:  # the client hung up
+        pass
+    return sent
+
+
+def test_a_server_that_drips_bytes_ends_by_the_deadline(server, monkeypatch, tmp_path):
+    """A mirror that sends one byte now and then (each read within the socket timeout) is stopped at the
+    download's deadline, not when it finishes, and the next mirror is tried instead of this one again."""
+    body = b"d" * 40
+    tiny_dataset(monkeypatch, {"a.bin": body})
+    server.custom["/tiny/a.bin"] = lambda h: answer(h, (body[k : k + 1] for k in range(len(body))), pause=0.1)
+    monkeypatch.setattr(download, "MIN_DEADLINE_SECONDS", 0.5)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"/tiny/a\.bin \(attempt 1\): \d+ of 40 bytes after 0\.5 s, too slow"):
+        fetch_dataset("tiny", root=tmp_path, timeout=5.0, progress=False)
+    assert time.monotonic() - start < 2.0  # the whole drip takes 4 s
+    assert server.requests == ["/tiny/a.bin"] and not any((tmp_path / "tiny").iterdir())
+
+
+@pytest.mark.parametrize("announced", [False, True])
+def test_an_oversized_answer_is_cut_at_the_expected_size(server, monkeypatch, tmp_path, announced):
+    """A mirror that sends far more than the recorded size: reading stops just past it (or, when the
+    answer announces its length, before reading), and the error names the URL and both sizes."""
+    tiny_dataset(monkeypatch, {"a.bin": b"x" * 1000})
+    sent = []
+    chunks = 64 * 1024
+    total = 400 * chunks  # 26 MB
+    server.custom["/tiny/a.bin"] = lambda h: sent.append(
+        answer(h, (b"y" * chunks for _ in range(400)), length=total if announced else None)
+    )
+    with pytest.raises(DownloadError) as info:
+        fetch_dataset("tiny", root=tmp_path, progress=False)
+    message = str(info.value)
+    assert f"{server.url}/tiny/a.bin" in message and "expected 1000 bytes" in message
+    assert (f"announces {total} bytes" if announced else "more than the expected 1000 bytes") in message
+    time.sleep(0.2)  # the server notices the closed connection
+    assert server.requests == ["/tiny/a.bin"] and sent and sent[0] < total // 2
+    assert not any((tmp_path / "tiny").iterdir())
+
+
+def test_a_download_cut_short_is_retried_not_a_traceback(server, monkeypatch, tmp_path):
+    tiny_dataset(monkeypatch, {"a.bin": b"z" * 100})
+    server.custom["/tiny/a.bin"] = lambda h: answer(h, [b"z" * 10], length=100)
+    with pytest.raises(DownloadError, match="could not download tiny file a.bin"):
+        fetch_dataset("tiny", root=tmp_path, attempts=2, progress=False)
+    assert server.requests == ["/tiny/a.bin"] * 2
+
+
+def test_the_deadline_scales_with_the_recorded_size(monkeypatch):
+    monkeypatch.delenv("CAPSJAX_DOWNLOAD_DEADLINE", raising=False)
+    mnist_images = download.REMOTE_DATASETS["mnist"].files[0]
+    assert mnist_images.size == 9912422
+    assert download.download_deadline(mnist_images) == pytest.approx(99.12422)
+    assert download.download_deadline(RemoteFile("small", 100, "")) == 60.0
+    assert download.download_deadline(RemoteFile("unknown", None, "")) >= 60.0
+    monkeypatch.setenv("CAPSJAX_DOWNLOAD_DEADLINE", "7.5")
+    assert download.download_deadline(mnist_images) == 7.5
+    for bad in ("soon", "0", "-3", "inf"):
+        monkeypatch.setenv("CAPSJAX_DOWNLOAD_DEADLINE", bad)
+        with pytest.raises(ConfigError, match="CAPSJAX_DOWNLOAD_DEADLINE"):
+            download.download_deadline(mnist_images)
+
+
+def test_every_file_has_its_size_recorded_beside_its_sum():
+    for remote in download.REMOTE_DATASETS.values():
+        for file in remote.files:
+            assert file.size is None or file.size > 0, file
+            assert len(file.sha256) == 64, file
+    debian = pathlib.Path("/usr/share/datasets/fashion-mnist")
+    if not debian.is_dir():
+        pytest.skip(f"{debian} not installed (apt-get install dataset-fashion-mnist)")
+    for file in download.REMOTE_DATASETS["fashion_mnist"].files:
+        # Debian's copies are the same gzip files without the original name in the gzip header.
+        stored_name = len(file.name.removesuffix(".gz")) + 1
+        assert file.size == (debian / file.name).stat().st_size + stored_name, file
+
+
+@pytest.mark.parametrize("home", ["", "/", "missing", "read_only"])
+def test_no_usable_home_is_an_error_naming_the_cache_variable(monkeypatch, tmp_path, home):
+    """With HOME empty or "/", the cache would be /.cache at the filesystem root; with a missing or
+    read-only home, nowhere: cache_root asks for CAPSJAX_DATA_DIR instead, and a lookup skips the cache."""
+    import os
+
+    if home == "read_only" and os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    monkeypatch.setattr(download, "DEFAULT_CACHE", pathlib.Path("~/.cache/capsjax/datasets"))
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    folder = tmp_path / "home"
+    if home == "read_only":
+        folder.mkdir(mode=0o500)
+    monkeypatch.setenv("HOME", str(folder) if home in ("missing", "read_only") else home)
+    with pytest.raises(DataError, match="no usable home folder .* set CAPSJAX_DATA_DIR=DIR"):
+        download.cache_root()
+    assert download.default_cache() is None
+    with pytest.raises(DataError, match="CAPSJAX_DATA_DIR"):
+        fetch_dataset("mnist", progress=False)
+    monkeypatch.setenv("CAPSJAX_DATA_DIR", str(tmp_path / "data"))
+    assert download.cache_root() == tmp_path / "data"
+
+
+def test_a_usable_home_holds_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(download, "DEFAULT_CACHE", pathlib.Path("~/.cache/capsjax/datasets"))
+    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert download.cache_root() == tmp_path / ".cache" / "capsjax" / "datasets"

@@ -2,6 +2,8 @@
 
 import json
 import pathlib
+import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from capsjax.analysis.reports import results_table
 from capsjax.training.sweeps import summarise
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+CONFIGS = EXPERIMENTS / "configs"
+CONFIG_FILES = sorted(set(CONFIGS.glob("*.py")) - {CONFIGS / "recipes.py"})
 
 
 def run_script(name, *args):
@@ -43,6 +47,17 @@ def test_budgets():
         budget_config("huge")
     base, seeds = budget_config("reduced")
     assert len(seeds) >= 3 and base.data.test_examples is None
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_a_config_file_calls_one_recipe_and_loads_no_other_config_file(path):
+    """Each config file is one named recipe of experiments/configs/recipes.py (plus at most a small
+    change), so that a recipe is read in one function, not pieced together along a chain of files."""
+    source = path.read_text()
+    called = re.findall(r'RECIPES\["(\w+)"\]', source)
+    assert len(called) == 1, f"{path.name}: calls {called}; expected one recipe of recipes.py"
+    assert callable(runpy.run_path(str(CONFIGS / "recipes.py")).get(called[0])), f"{path.name}: {called[0]}"
+    assert "load_config_file" not in source, f"{path.name} loads another config file"
 
 
 def test_routing_ablation_smoke(mnist_dir, tmp_path):

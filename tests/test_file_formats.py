@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from capsjax.data.file_formats import DataFormatError, detect_format, read_norb_matrix, read_split
+from capsjax.errors import DataNotFoundError
 from helpers import tiny_config
 
 rng = np.random.default_rng(0)
@@ -196,7 +197,7 @@ def test_smallnorb_matrices(tmp_path):
 
 
 def test_detect_format_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(DataNotFoundError, match="missing: no such file"):
         detect_format(tmp_path / "missing")
     (tmp_path / "x.csv").write_text("1,2")
     with pytest.raises(DataFormatError, match="unknown format"):
@@ -272,7 +273,7 @@ def test_cli_data_flag_takes_a_name_or_a_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.npz").write_bytes(b"")
     assert with_data(config, "mine.npz").data.path == str(tmp_path / "mine.npz")
-    with pytest.raises(SystemExit, match="--data nowhere: neither a dataset name .* nor an existing path"):
+    with pytest.raises(DataNotFoundError, match="--data nowhere: neither a dataset name .* nor an existing path"):
         with_data(config, "nowhere")
 
 

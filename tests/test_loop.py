@@ -129,7 +129,7 @@ def test_fresh_run_refuses_a_workdir_with_checkpoints(tmp_path, fake_data):
     config = tiny_config(epochs=1)
     train_and_evaluate(config, tmp_path, data_dir=fake_data, progress=False)
     saved_config = (tmp_path / "config.json").read_text()
-    with pytest.raises(ValueError, match="already holds a checkpoint .*--resume"):
+    with pytest.raises(ValueError, match="holds another run's files .*checkpoints.*--resume"):
         train_and_evaluate(tiny_config(epochs=2), tmp_path, data_dir=fake_data, progress=False)
     assert (tmp_path / "config.json").read_text() == saved_config  # the refused run changed nothing
 
@@ -378,9 +378,9 @@ def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, fake_data):
         result = subprocess.run(args, capture_output=True, text=True, timeout=300)
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == 1, result.stderr[-2000:]  # a failure while running, not bad input
     lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
-    errors = [line for line in lines if "step/s" not in line and "s/step" not in line and "libtpu" not in line]
+    errors = [line for line in lines if "step/s" not in line and "s/step" not in line and not line.startswith("INFO")]
     assert errors == [
         f"capsjax train: error: {mount / 'run' / 'checkpoints'}: no space left on device: a checkpoint could not "
         "be written (the last complete one is kept)"

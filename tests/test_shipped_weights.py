@@ -1,11 +1,11 @@
 """The trained weights committed under weights/: small, float32 when loaded, the very file their
-report measured, and a trained model on the real test images its config names."""
+report measured, a trained model on the real test images its config names, and trained by the
+recipe of a config file under experiments/configs."""
 
 import hashlib
 import json
 import pathlib
 import runpy
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +13,15 @@ import pytest
 from flax import nnx
 
 import capsjax
+from capsjax.nn.registry import MODELS
+from capsjax.training.config import TrainConfig, load_config_file, to_dict
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.weights import read_weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "weights").glob("*.msgpack"))
+CONFIGS = ROOT / "experiments" / "configs"
 MAX_BYTES = 20 * 1024 * 1024
 CHECKED_IMAGES = 1000  # of the test split: a few seconds for the paper's CapsNet on 2 cores
 
@@ -59,34 +62,28 @@ def test_a_shipped_file_classifies_real_test_images_as_its_report_says(path, rea
     assert accuracy >= report["test_accuracy_from_weights"] - 5 / CHECKED_IMAGES
 
 
-def _git_file(commit: str, path: str) -> bytes | None:
-    """``path`` as ``commit`` holds it, or None without git or where the clone lacks the commit."""
-    try:
-        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=False)
-    except OSError:
-        return None
-    return shown.stdout if shown.returncode == 0 else None
+# Each shipped file, the config file that trained it and that file's recipe in recipes.py.
+RECIPES = {
+    "capsnet_mnist.msgpack": ("mnist_paper_long.py", "shipped_mnist_capsnet"),
+    "efficient_capsnet_mnist.msgpack": ("efficient_capsnet_augmented.py", "efficient_capsnet_mnist_augmented"),
+}
 
 
-def test_the_continued_paper_run_starts_from_the_50_epoch_weights(tmp_path):
-    """experiments/configs/mnist_paper_continued.py continues the 50-epoch run: the file it names is
-    the one its commit shipped (the SHA-256 it records), and its model fits that file exactly."""
-    from capsjax.training.config import load_config_file
-    from capsjax.training.state import init_state
-    from capsjax.training.weights import fitting_params
+def fields_that_train(config: TrainConfig) -> dict:
+    """``config`` as a dict without the groups of the models it does not train (their defaults may move)."""
+    unused = set(MODELS) - {config.model}
+    return {name: value for name, value in to_dict(config).items() if name not in unused}
 
-    config_path = ROOT / "experiments" / "configs" / "mnist_paper_continued.py"
-    namespace = runpy.run_path(str(config_path))
-    config = load_config_file(config_path)
-    assert pathlib.Path(config.init_weights) == ROOT / "runs" / "capsnet_mnist_50epochs.msgpack"
-    stored = _git_file(namespace["STAGE_ONE_COMMIT"], "weights/capsnet_mnist.msgpack")
-    if stored is None:
-        pytest.skip("the 50-epoch weights' commit is not in this clone (shallow, or no git)")
-    assert hashlib.sha256(stored).hexdigest() == namespace["STAGE_ONE_SHA256"]
-    path = tmp_path / "capsnet_mnist_50epochs.msgpack"
-    path.write_bytes(stored)
-    params = fitting_params(str(path), init_state(config)[1].params, model=config.model)
-    expected = jax.tree.leaves(nnx.to_pure_dict(read_weights(path).params))
-    assert all(
-        bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(params)), expected, strict=True)
-    )
+
+def test_every_shipped_file_has_a_recipe():
+    assert sorted(RECIPES) == [path.name for path in SHIPPED]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_a_shipped_file_was_trained_with_its_config_files_recipe(path):
+    """The config stored in a shipped file is what its config file and recipe give today, so that
+    the command in that config file's docstring retrains it."""
+    config_file, recipe = RECIPES[path.name]
+    expected = load_config_file(CONFIGS / config_file)
+    assert runpy.run_path(str(CONFIGS / "recipes.py"))[recipe]() == expected
+    assert fields_that_train(read_weights(path).config) == fields_that_train(expected)

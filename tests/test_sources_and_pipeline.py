@@ -3,6 +3,7 @@ import pytest
 
 from capsjax.data.idx import IDXError, write_idx
 from capsjax.data.pipeline import epoch_permutation, eval_batches, prefetch, train_batches
+from capsjax.data.registry import load_split
 from capsjax.data.sources import DataNotFoundError, load_dataset
 from helpers import write_fake_mnist
 
@@ -26,13 +27,46 @@ def test_env_var_and_parent_folder(tmp_path, monkeypatch):
 
 
 def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("CAPSJAX_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path / "system")
     with pytest.raises(DataNotFoundError) as info:
-        load_dataset("kmnist", "train", data_dir=tmp_path / "nowhere")
+        load_dataset("kmnist", "train")
     message = str(info.value)
     assert "nowhere" in message and "system" in message and "--data-dir" in message
     assert "tensorflow-datasets" in message or "tfds" in message
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "other_files"])
+def test_an_explicit_data_folder_without_the_data_is_an_error_not_a_fallback(tmp_path, monkeypatch, layout):
+    """`--data-dir DIR` reads DIR only: a folder that does not exist or holds no IDX files is an error
+    naming it, even where $CAPSJAX_DATA_DIR, the cache and the system folder all hold the dataset."""
+    for place in ("env", "cache", "system"):
+        write_fake_mnist(tmp_path / place / "mnist", test=8)
+    monkeypatch.setenv("CAPSJAX_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setattr("capsjax.data.sources.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr("capsjax.data.sources.fetch_dataset", lambda name: pytest.fail("downloaded"))
+    assert len(load_dataset("mnist", "test")) == 8  # without a data folder: the environment's
+    given = tmp_path / "given"
+    if layout != "missing":
+        given.mkdir()
+    if layout == "other_files":
+        (given / "notes.txt").write_text("no data here")
+        (given / "mnist").mkdir()
+    with pytest.raises(DataNotFoundError, match=f"^{given}: ") as info:
+        load_dataset("mnist", "test", data_dir=given)
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataNotFoundError, match=str(given)):
+        load_split("multimnist", "test", data_dir=given, num_examples=4)
+    with pytest.raises(DataNotFoundError, match="^'': the mnist data folder given"):  # an unset shell variable
+        load_dataset("mnist", "test", data_dir="")
+
+
+def test_an_explicit_cifar10_folder_without_batches_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("capsjax.data.sources.fetch_dataset", lambda name: pytest.fail("downloaded"))
+    for given in (tmp_path / "missing", tmp_path):
+        with pytest.raises(DataNotFoundError, match=f"^{given}: the cifar10 data folder given"):
+            load_split("cifar10", "test", data_dir=given)
 
 
 def test_mismatched_counts(tmp_path):
@@ -104,10 +138,10 @@ def test_tfds_offline_fails_fast_with_the_reason(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(builder=lambda name: builder)
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
     monkeypatch.setattr("capsjax.data.sources._online", lambda: False)
-    monkeypatch.delenv("CAPSJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("CAPSJAX_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path / "system")
     with pytest.raises(DataNotFoundError, match="not in the tfds cache and the network is unreachable"):
-        load_dataset("kmnist", "test", data_dir=tmp_path)
+        load_dataset("kmnist", "test")
     assert not builder.downloaded
 
 
@@ -118,5 +152,8 @@ def test_a_folder_named_for_another_dataset_is_not_used(tmp_path, monkeypatch):
     mnist = write_fake_mnist(tmp_path / "mnist")
     assert len(load_dataset("mnist", "test", data_dir=mnist)) == 64
     assert len(load_dataset("mnist", "test", data_dir=tmp_path)) == 64  # parent with mnist/ inside
-    with pytest.raises(DataNotFoundError):
+    with pytest.raises(DataNotFoundError, match="mnist/ is another dataset's"):
         load_dataset("fashion_mnist", "test", data_dir=mnist)
+    fashion = write_fake_mnist(tmp_path / "fashion-mnist", test=8)
+    assert len(load_dataset("fashion_mnist", "test", data_dir=tmp_path)) == 8  # the dash spelling
+    assert len(load_dataset("fashion_mnist", "test", data_dir=fashion)) == 8

@@ -1,8 +1,14 @@
 """Weights files: export a run's checkpoint in bfloat16 with its config inside, load it as a model,
 evaluate and predict from it."""
 
+import errno
 import hashlib
 import json
+import pathlib
+import re
+import subprocess
+import sys
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +19,24 @@ from PIL import Image
 
 import capsjax
 from capsjax.cli import main
+from capsjax.errors import StorageError, WeightsError
+from capsjax.nn import MODELS, MatrixCapsNetConfig
 from capsjax.training.checkpoint import restore_params
-from capsjax.training.config import CapsNetConfig, ConfigError, DataConfig
+from capsjax.training.config import CapsNetConfig, ConfigError, DataConfig, TrainConfig
 from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 from capsjax.training.loop import train_and_evaluate
 from capsjax.training.state import create_model, init_state, restart_state, split_model
-from capsjax.training.weights import average_weights, export_weights, fitting_params, read_weights
+from capsjax.training.weights import (
+    FORMAT,
+    MAX_PARAMETERS,
+    WeightsNotFoundError,
+    average_weights,
+    export_weights,
+    fitting_params,
+    parameter_limit,
+    read_weights,
+    write_weights,
+)
 from helpers import tiny_config, write_fake_mnist
 
 
@@ -65,8 +83,8 @@ def test_eval_and_predict_from_a_weights_file(run, tmp_path, capsys):
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
     assert main(["predict", "--weights", str(path), "--output-dir", str(tmp_path / "out"), str(image)]) == 0
     assert "digit.png: class " in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="give --workdir DIR or --weights FILE"):
-        main(["eval", "--weights", str(path), "--workdir", str(workdir)])
+    assert main(["eval", "--weights", str(path), "--workdir", str(workdir)]) == 2
+    assert "give --workdir DIR or --weights FILE" in capsys.readouterr().err
 
 
 def test_a_file_that_is_not_weights_is_one_clear_error(tmp_path):
@@ -140,8 +158,12 @@ def test_weights_that_do_not_fit_the_run_are_one_line_before_anything_is_written
     assert not (tmp_path / "misfit" / "config.json").exists()
     checkpoints = tmp_path / "misfit" / "checkpoints"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
-    with pytest.raises(SystemExit, match="--init-weights .*missing.msgpack: no such file"):
-        main(["train", "--init-weights", str(tmp_path / "missing.msgpack"), "--workdir", str(tmp_path / "x")])
+    from capsjax.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="--init-weights .*missing.msgpack: no such file"):
+        main(
+            ["--debug", "train", "--init-weights", str(tmp_path / "missing.msgpack"), "--workdir", str(tmp_path / "x")]
+        )
     with pytest.raises(ValueError, match="config.init_weights = .*missing.msgpack.*: no such file"):
         train_and_evaluate(
             tiny_config(init_weights=str(tmp_path / "missing.msgpack")), tmp_path / "y", data_dir=data, progress=False
@@ -221,3 +243,241 @@ def test_average_refuses_files_of_another_model_in_one_line(run, tmp_path, capsy
 
 def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# Weights files as hostile input: each is checked whole before anything the size of its model is built.
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    """A float32 weights file of a small untrained CapsNet (no training needed to test reading)."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.msgpack"
+    config = tiny_config()
+    write_weights(path, config, split_model(create_model(config))[1], dtype="float32")
+    return path
+
+
+def _variant(source, path, *, edit=None, **record_changes):
+    """A copy of weights file ``source`` at ``path``: ``edit(dict)`` changes its config in place,
+    ``record_changes`` replace (or, given ``...``, drop) fields of the record."""
+    record = serialization.msgpack_restore(source.read_bytes())
+    if edit is not None:
+        edited = json.loads(record["config"])
+        edit(edited)
+        record["config"] = json.dumps(edited)
+    for key, value in record_changes.items():
+        if value is ...:
+            del record[key]
+        else:
+            record[key] = value
+    path.write_bytes(serialization.msgpack_serialize(record))
+    return path
+
+
+_HUGE_DECODER_READ = """
+import json, resource, sys, time
+from capsjax.training.weights import read_weights
+from capsjax.errors import WeightsError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+try:
+    read_weights(sys.argv[1])
+    message = None
+except WeightsError as err:
+    message = str(err)
+seconds = time.perf_counter() - start
+grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps({"message": message, "seconds": seconds, "grown_mb": grown_mb}))
+"""
+
+
+def test_a_file_whose_config_asks_for_a_huge_model_is_refused_fast_without_allocating_it(tmp_path):
+    """A 1 KB file whose config asks for a 10000x10000 decoder (100 million parameters, 400 MB in
+    float32) and holds no parameters is refused by the shapes its config implies (``jax.eval_shape``),
+    in a fresh process whose peak memory barely grows, naming the file and the first missing variable."""
+    path = tmp_path / "huge.msgpack"
+    record = {"format": FORMAT, "config": json.dumps({"capsnet": {"decoder_hidden": [10000, 10000]}}), "params": {}}
+    path.write_bytes(serialization.msgpack_serialize(record))
+    assert path.stat().st_size < 1024
+    done = subprocess.run([sys.executable, "-c", _HUGE_DECODER_READ, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    missing = (
+        rf"^{re.escape(str(path))}: its parameters do not match the model its config describes: \S+ \(.*\) is missing"
+    )
+    assert report["message"] is not None and re.match(missing, report["message"]), report
+    assert report["seconds"] < 10 and report["grown_mb"] < 150, report
+
+
+def test_a_config_describing_more_parameters_than_the_limit_is_refused_in_one_line(tmp_path):
+    """Three 60000-wide decoder layers: 7.2 billion parameters (29 GB in float32), from a 100-byte config."""
+    path = tmp_path / "enormous.msgpack"
+    config = {"capsnet": {"decoder_hidden": [60000, 60000, 60000]}}
+    path.write_bytes(serialization.msgpack_serialize({"format": FORMAT, "config": json.dumps(config), "params": {}}))
+    assert parameter_limit() <= MAX_PARAMETERS == 2**31
+    too_many = r": its config describes a capsnet of 7,2\d\d,\d{3},\d{3} parameters, more than the [\d,]+ this machine"
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}{too_many}"):
+        read_weights(path)
+
+
+_DAMAGED = {
+    "not msgpack": (lambda good, bad: bad.write_bytes(b"\xc1\x00garbage"), r"not a capsjax weights file \(.+\)$"),
+    "cut short": (
+        lambda good, bad: bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2]),
+        r"not a capsjax weights file \(.+\)$",
+    ),
+    "no format tag": (lambda good, bad: _variant(good, bad, format=...), "not a capsjax weights file"),
+    "no config": (lambda good, bad: _variant(good, bad, config=...), "without its 'config'"),
+    "config not JSON": (lambda good, bad: _variant(good, bad, config="{epochs: 2"), "its config is not JSON"),
+    "unknown setting": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c.update(epochz=3)),
+        r"config\.epochz is not a setting of TrainConfig",
+    ),
+    "unknown nested setting": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c["capsnet"]["routing"].update(num_iterz=3)),
+        r"config\.capsnet\.routing\.num_iterz is not a setting of RoutingConfig",
+    ),
+    "negative size": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c["capsnet"].update(class_dim=-8)),
+        r"config\.capsnet\.class_dim = -8",
+    ),
+    "a group that is a number": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c.update(capsnet=5)),
+        r"config\.capsnet = 5: expected a group of settings",
+    ),
+    "a size that is text": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c["capsnet"].update(decoder_hidden="wide")),
+        r"config\.capsnet\.decoder_hidden = 'wide': expected a list",
+    ),
+    "an unknown model": (
+        lambda good, bad: _variant(good, bad, edit=lambda c: c.update(model="resnet")),
+        r"config\.model = 'resnet'",
+    ),
+    "too few class names": (
+        lambda good, bad: _variant(good, bad, class_names=json.dumps(["zero", "one"])),
+        "its class_names are not 10 names",
+    ),
+    "a variable too many": (
+        lambda good, bad: _variant(good, bad, params={**_params_of(good), "extra": np.zeros(3, np.float32)}),
+        "do not match the model its config describes: extra is in the file but not in the model$",
+    ),
+    "a variable of another shape": (
+        lambda good, bad: _variant(good, bad, params=_with_leaf(good, "conv", "bias", np.zeros(7, np.float32))),
+        r"do not match the model its config describes: conv/bias has shape \(7,\) in the file, \(16,\) in the model$",
+    ),
+    "a variable of integers": (
+        lambda good, bad: _variant(good, bad, params=_with_leaf(good, "conv", "bias", np.zeros(16, np.int64))),
+        r"conv/bias has dtype int64, expected one of \('bfloat16', 'float32'\)$",
+    ),
+}
+
+
+def _params_of(path):
+    return serialization.msgpack_restore(path.read_bytes())["params"]
+
+
+def _with_leaf(path, layer, name, value):
+    params = _params_of(path)
+    params[layer][name] = value
+    return params
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGED))
+def test_a_damaged_or_foreign_weights_file_is_one_weights_error_naming_the_file(tiny_file, tmp_path, damage, capsys):
+    """Not msgpack, cut short, no config (once a KeyError), an unknown setting at any level (once
+    silently ignored), a negative size (once an MLIR error), values of another type, class names or
+    variables that do not fit: one line that starts with the file and names what is wrong."""
+    make, message = _DAMAGED[damage]
+    bad = tmp_path / "bad.msgpack"
+    make(tiny_file, bad)
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(bad))}: (.*){message}") as err:
+        read_weights(bad)
+    assert "\n" not in str(err.value)
+    assert main(["eval", "--weights", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"capsjax eval: error: {bad}: ")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_weights_holding_a_non_finite_value_are_refused_naming_the_file_and_the_variable(tiny_file, tmp_path, value):
+    """NaN or infinite weights once loaded and predicted class 0 for every image."""
+    params = _params_of(tiny_file)
+    bias = np.array(params["conv"]["bias"])
+    bias[3] = value
+    params["conv"]["bias"] = bias
+    bad = _variant(tiny_file, tmp_path / "nan.msgpack", params=params)
+    pattern = rf"^{re.escape(str(bad))}: conv/bias holds 1 non-finite values \(NaN or inf\) of 16"
+    with pytest.raises(WeightsError, match=pattern):
+        read_weights(bad)
+    with pytest.raises(WeightsError, match=pattern):
+        capsjax.load_weights(bad)
+
+
+def test_a_missing_weights_file_is_a_weights_error_and_a_file_not_found_error(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match=r"missing.msgpack: no such weights file$") as err:
+        read_weights(tmp_path / "missing.msgpack")
+    assert isinstance(err.value, FileNotFoundError)
+
+
+def _full_disk(monkeypatch):
+    """Make every ``Path.write_bytes`` write half its bytes, then fail as a full disk does."""
+
+    def write_half(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_half)
+
+
+@pytest.fixture
+def previous_file(tmp_path):
+    """A file already at the path about to be written, alone in its folder."""
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = out / "w.msgpack"
+    previous.write_bytes(b"the previous file")
+    return previous
+
+
+def _assert_kept(previous):
+    """No partial or temporary file beside ``previous``, whose bytes are as they were."""
+    assert [p.name for p in previous.parent.iterdir()] == [previous.name]
+    assert previous.read_bytes() == b"the previous file"
+
+
+def test_writing_and_averaging_on_a_full_disk_keep_the_previous_file_and_name_it(tiny_file, previous_file, monkeypatch):
+    """A full disk once left a ``.part`` file and said "No space left on device" without a path."""
+    tiny = read_weights(tiny_file)
+    _full_disk(monkeypatch)
+    full = rf"^{re.escape(str(previous_file))}: .*No space left on device"
+    with pytest.raises(StorageError, match=full):
+        write_weights(previous_file, tiny.config, tiny.params)
+    _assert_kept(previous_file)
+    with pytest.raises(StorageError, match=full):
+        average_weights([tiny_file, tiny_file], previous_file)
+    _assert_kept(previous_file)
+
+
+def test_export_on_a_full_disk_keeps_the_previous_file_and_names_it(run, previous_file, monkeypatch, capsys):
+    workdir, _ = run
+    _full_disk(monkeypatch)
+    with pytest.raises(StorageError, match=rf"^{re.escape(str(previous_file))}: .*No space left on device"):
+        export_weights(workdir, previous_file)
+    _assert_kept(previous_file)
+    assert main(["export", "--workdir", str(workdir), "--output", str(previous_file)]) != 0
+    assert f"capsjax export: error: {previous_file}: " in capsys.readouterr().err
+    _assert_kept(previous_file)
+
+
+def test_every_model_and_its_config_import_from_capsjax_and_load_weights_gives_each(tmp_path):
+    """``capsjax.load_weights`` returns whichever model a file holds: each class, with its config,
+    is public in ``capsjax`` (listed in ``__all__``)."""
+    config_classes = typing.get_type_hints(TrainConfig)
+    for name, model_class in MODELS.items():
+        config_class = config_classes[name]
+        for public in (model_class, config_class):
+            assert getattr(capsjax, public.__name__) is public and public.__name__ in capsjax.__all__
+    config = TrainConfig(model="matrix_capsnet", matrix_capsnet=MatrixCapsNetConfig.preset("small"))
+    path = tmp_path / "matrix.msgpack"
+    write_weights(path, config, split_model(create_model(config))[1])
+    assert isinstance(capsjax.load_weights(path), capsjax.MatrixCapsNet)

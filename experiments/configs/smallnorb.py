@@ -1,7 +1,8 @@
 """The paper's CapsNet on smallNORB with the paper's preprocessing (Sabour et al. 2017, sec. 7).
 
-Images are resized from 96x96 to 48x48; training sees random 32x32 crops, testing the centre
-32x32 crop; no extra shifts. The network is sized to the data (32x32x1 images, 5 classes).
+Recipe: ``smallnorb_capsnet`` in recipes.py (1 epoch of batch 128). Images are resized from 96x96 to
+48x48; training sees random 32x32 crops, testing the centre 32x32 crop; no extra shifts. The network
+is sized to the data (32x32x1 images, 5 classes).
 
 Command:  capsjax train --config experiments/configs/smallnorb.py --workdir runs/smallnorb --data PATH
           (PATH: the folder with the six smallnorb-5x46789x9x18x6x2x96x96-{training,testing}-{dat,cat,info}.mat
@@ -10,10 +11,13 @@ Expected: not measured here (the data is not reachable from this machine); the p
 2.7% test error after full training.
 """
 
-import dataclasses
+import pathlib
+import runpy
 
-from capsjax.training.config import DataConfig, TrainConfig
+from capsjax.training.config import TrainConfig
+
+RECIPES = runpy.run_path(str(pathlib.Path(__file__).with_name("recipes.py")))
 
 
 def get_config() -> TrainConfig:
-    return dataclasses.replace(TrainConfig(epochs=1, batch_size=128), data=DataConfig(resize=48, crop=32, max_shift=0))
+    return RECIPES["smallnorb_capsnet"]()

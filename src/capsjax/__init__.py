@@ -19,6 +19,8 @@ from capsjax.nn import (
     EfficientCapsNet,
     EfficientCapsNetConfig,
     InvertedAttentionCapsules,
+    MatrixCapsNet,
+    MatrixCapsNetConfig,
     ModelOutput,
     PrimaryCapsules,
     RoutedCapsules,
@@ -78,6 +80,8 @@ __all__ = [
     "EfficientCapsNet",
     "EfficientCapsNetConfig",
     "InvertedAttentionCapsules",
+    "MatrixCapsNet",
+    "MatrixCapsNetConfig",
     "ModelOutput",
     "PrimaryCapsules",
     "LEARNED_ROUTING_PARAMETERS",
@@ -108,10 +112,15 @@ __all__ = [
 
 
 def load_weights(path):
-    """The trained model stored in a weights file (``capsjax export``), with float32 parameters.
+    """The trained model stored in a weights file (``capsjax export``), with float32 parameters, in
+    evaluation mode: a :class:`CapsNet`, :class:`BaselineCNN`, :class:`MatrixCapsNet` or
+    :class:`EfficientCapsNet`, as the file's config says.
 
-    See :func:`capsjax.training.weights.load_weights` (imported on first use: ``import capsjax``
-    stays light).
+    The file is checked whole before the model is built; a file that is missing, damaged, holds
+    non-finite values or describes a model that does not match its parameters (or is too large for
+    this machine) raises :class:`capsjax.errors.WeightsError` naming the file (a missing one is
+    also a ``FileNotFoundError``). See :func:`capsjax.training.weights.load_weights` (imported on
+    first use: ``import capsjax`` stays light).
     """
     from capsjax.training.weights import load_weights as _load_weights
 

@@ -1,5 +1,3 @@
-import sys
+from capsjax.cli import entry_point
 
-from capsjax.cli import main
-
-sys.exit(main())
+entry_point()

@@ -11,6 +11,30 @@ import logging
 import os
 import pathlib
 import sys
+import threading
+import time
+
+from capsjax.errors import (
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    CapsjaxError,
+    DataNotFoundError,
+    DistributedError,
+    NonFiniteError,
+    UsageError,
+    WeightsError,
+)
+
+EPILOG = """\
+A config file (--config FILE.py) is Python that capsjax runs to call its get_config(), as
+ml_collections' config files are: run only config files you trust. A run's config.json is
+continued with --resume --workdir DIR, not given to --config.
+
+exit codes: 0 done; 1 a failure while running (storage, download, another process of a
+distributed run); 2 bad input (config, flags, data or weights files, work directory);
+3 training diverged; 130 interrupted (a run checkpoints first: continue it with --resume).
+"""
 
 
 def with_data(config, data: str):
@@ -22,7 +46,7 @@ def with_data(config, data: str):
     path = pathlib.Path(data)
     if not path.exists():
         names = ", ".join(sorted(DATASETS))
-        raise SystemExit(f"capsjax: error: --data {data}: neither a dataset name ({names}) nor an existing path")
+        raise DataNotFoundError(f"--data {data}: neither a dataset name ({names}) nor an existing path")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(path.absolute())))
 
 
@@ -40,11 +64,21 @@ def _config_of_weights(path: str):
     from capsjax.training.weights import read_weights
 
     if not pathlib.Path(path).is_file():
-        raise SystemExit(f"capsjax train: --init-weights {path}: no such file")
-    try:
-        return read_weights(path).config
-    except ValueError as err:
-        raise SystemExit(f"capsjax train: --init-weights {err}") from None
+        raise WeightsError(f"--init-weights {path}: no such file")
+    return read_weights(path).config
+
+
+def _check_overrides_reach_the_model(config, overrides) -> None:
+    """Refuse overrides of a model that the run does not train: they would change nothing."""
+    from capsjax.nn.registry import MODELS
+
+    for arg in overrides:
+        head = arg[len("--config.") :].split(".", 1)[0] if arg.startswith("--config.") else ""
+        if head in MODELS and head != config.model:
+            raise UsageError(
+                f"{arg.partition('=')[0]}: this run trains {config.model}, so a setting of {head} has no effect; "
+                f"set --config.{config.model}.... instead, or --config.model={head}"
+            )
 
 
 def _train(args, overrides) -> int:
@@ -60,10 +94,9 @@ def _train(args, overrides) -> int:
     elif args.init_weights:
         config = _config_of_weights(args.init_weights)
     else:
-        raise SystemExit(
-            "capsjax train: --config FILE is required (or --resume with an existing --workdir, or --init-weights FILE)"
-        )
+        raise UsageError("--config FILE is required (or --resume with an existing --workdir, or --init-weights FILE)")
     config = apply_overrides(config, overrides)
+    _check_overrides_reach_the_model(config, overrides)
     if args.init_weights:
         config = dataclasses.replace(config, init_weights=str(pathlib.Path(args.init_weights).absolute()))
     if args.data:
@@ -96,9 +129,9 @@ def _eval(args, overrides) -> int:
     from capsjax.training.evaluation import evaluate_checkpoint, evaluate_weights
 
     if overrides:
-        raise SystemExit(f"capsjax eval: unexpected arguments {overrides}")
+        raise UsageError(f"unexpected arguments {overrides}")
     if (args.workdir is None) == (args.weights is None):
-        raise SystemExit("capsjax eval: error: give --workdir DIR or --weights FILE (one of them)")
+        raise UsageError("give --workdir DIR or --weights FILE (one of them)")
     dataset = None
     if args.data:
         from capsjax.training.config import read_config
@@ -122,9 +155,9 @@ def _predict(args, overrides) -> int:
     from capsjax.analysis.classify import classify_files
 
     if overrides:
-        raise SystemExit(f"capsjax predict: unexpected arguments {overrides}")
+        raise UsageError(f"unexpected arguments {overrides}")
     if (args.workdir is None) == (args.weights is None):
-        raise SystemExit("capsjax predict: error: give --workdir DIR or --weights FILE (one of them)")
+        raise UsageError("give --workdir DIR or --weights FILE (one of them)")
     results = classify_files(
         args.workdir, args.images, output_dir=args.output_dir, resize=args.resize, weights=args.weights
     )
@@ -139,7 +172,7 @@ def _export(args, overrides) -> int:
     from capsjax.training.weights import export_weights
 
     if overrides:
-        raise SystemExit(f"capsjax export: unexpected arguments {overrides}")
+        raise UsageError(f"unexpected arguments {overrides}")
     print(json.dumps(export_weights(args.workdir, args.output, step=args.step, dtype=args.dtype), indent=2))
     return 0
 
@@ -148,7 +181,7 @@ def _average(args, overrides) -> int:
     from capsjax.training.weights import average_weights
 
     if overrides:
-        raise SystemExit(f"capsjax average: unexpected arguments {overrides}")
+        raise UsageError(f"unexpected arguments {overrides}")
     print(json.dumps(average_weights(args.weights, args.output, dtype=args.dtype), indent=2))
     return 0
 
@@ -161,19 +194,32 @@ def _bench(args, overrides) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="capsjax", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="capsjax", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model; overrides like --config.epochs=2 follow")
-    train.add_argument("--config", help="config file with get_config() (experiments/configs/*.py)")
+    train = commands.add_parser(
+        "train",
+        help="train a model; overrides like --config.epochs=2 follow",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "--config", help="config file: Python with get_config(), run when loaded (experiments/configs/*.py)"
+    )
     train.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics, images)")
     train.add_argument(
         "--data",
         help="a dataset name (mnist, fashion_mnist, kmnist, multimnist) or a path: an image folder, a .npz, "
         "CIFAR, SVHN or smallNORB files; the model is sized to the data",
     )
-    train.add_argument("--data-dir", help="folder with the IDX files (default: $CAPSJAX_DATA_DIR, cache, download)")
+    train.add_argument(
+        "--data-dir",
+        help="folder with the data files; it must exist (default: the run's recorded folder with --resume, "
+        "else $CAPSJAX_DATA_DIR, the cache, a download)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --workdir")
     train.add_argument(
         "--init-weights",
@@ -206,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify and reconstruct PNG images with a trained run")
     predict.add_argument("--workdir")
     predict.add_argument("--weights", help="a weights file written by `capsjax export` (instead of --workdir)")
-    predict.add_argument("--output-dir", help="where reconstructions go (default: WORKDIR/predictions)")
+    predict.add_argument(
+        "--output-dir",
+        help="where reconstructions go (default: WORKDIR/predictions; with --weights FILE: ./predictions)",
+    )
     predict.add_argument("--resize", action="store_true", help="fit images of another size to the model's")
     predict.add_argument("images", nargs="+", help="images of the model's size and channels (28x28 gray for MNIST)")
     predict.set_defaults(run=_predict)
@@ -279,41 +328,70 @@ def _quiet_background_errors() -> None:
     sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
-def main(argv=None) -> int:
+def _report(command: str, err: BaseException) -> int:
+    """Print ``err`` as one line for ``command``; returns the exit code it stands for."""
+    if isinstance(err, KeyboardInterrupt):
+        print(f"capsjax {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(err, NonFiniteError):
+        print(f"capsjax {command}: training diverged: {err}", file=sys.stderr)
+        return err.exit_code
+    if isinstance(err, CapsjaxError):
+        print(f"capsjax {command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    if isinstance(err, OSError):  # a folder that cannot be written, a full disk: the path and the problem
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"capsjax {command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"capsjax {command}: error: {err}", file=sys.stderr)  # a ValueError of a library beneath
+    return EXIT_INPUT
+
+
+def _quiet_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
-    args, overrides = build_parser().parse_known_args(argv)
-    if not args.debug:
+    logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend 'tpu'" on a CPU
+    if not debug:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_NoTracebacks())
         _quiet_background_errors()
+
+
+def main(argv=None) -> int:
+    """Run the ``capsjax`` command ``argv`` (default: ``sys.argv``); returns its exit code."""
+    args, overrides = build_parser().parse_known_args(argv)
+    _quiet_logging(args.debug)
     try:
         return args.run(args, overrides)
-    except (ValueError, FileNotFoundError) as err:
+    except (CapsjaxError, ValueError, OSError, KeyboardInterrupt) as err:
         if args.debug:
             raise
-        print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a folder that cannot be written, a full disk: the path and the problem
-        if args.debug:
-            raise
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"capsjax {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from capsjax.training.distributed import DistributedError  # imported here: `--help` stays light
-        from capsjax.training.loop import NonFiniteError
+        code = _report(args.command, err)
+        if isinstance(err, DistributedError):
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(code)  # JAX's exit would wait at a barrier for the lost process, then abort
+        return code
 
-        if args.debug or not isinstance(err, NonFiniteError | DistributedError):
-            raise
-        if isinstance(err, NonFiniteError):
-            print(f"capsjax {args.command}: training diverged: {err}", file=sys.stderr)
-            return 3
-        print(f"capsjax {args.command}: error: {err}", file=sys.stderr)
-        sys.stderr.flush()
+
+def _exit(code: int, *, grace_seconds: float = 10.0) -> None:
+    """Exit with ``code``, without waiting forever for a library's background threads (a checkpoint
+    writer whose write failed): they get ``grace_seconds`` to end, then the process ends anyway."""
+    deadline = time.monotonic() + grace_seconds
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
         sys.stdout.flush()
-        os._exit(4)  # JAX's exit would wait at a barrier for the lost process, then abort
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def entry_point() -> None:
+    """The ``capsjax`` program: :func:`main`, then an exit that background threads cannot hold up."""
+    _exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -220,7 +220,42 @@ def check_routing(
     Raises:
       ValueError: a size, order, mode or check name that is not valid.
     """
-    for name, size in (("in_caps", in_caps), ("out_caps", out_caps), ("dim", dim), ("batch", batch)):
+    orders, gradient_checks = _check_arguments(
+        sizes={"in_caps": in_caps, "out_caps": out_caps, "dim": dim, "batch": batch},
+        orders=orders,
+        modes=modes,
+        checks=checks,
+    )
+    iterations = _default_num_iters(fn) if num_iters is None else num_iters
+    kwargs = dict(options) if iterations is None else {"num_iters": iterations, **options}
+
+    def call(votes):
+        return fn(votes, **kwargs)
+
+    routing_checks = _RoutingChecks(
+        call,
+        shape=(in_caps, out_caps, dim),
+        batch=batch,
+        seed=seed,
+        tolerances=(atol, rtol, grad_atol, grad_rtol),
+        modes=modes,
+    )
+    plan = routing_checks.plan(list(zip(gradient_checks, orders, strict=True)))
+    results = _run(plan, checks)
+    iterations_text = "default" if iterations is None else iterations
+    routing = f"{_name(fn)}, in_caps={in_caps}, out_caps={out_caps}, dim={dim}, num_iters={iterations_text}"
+    return RoutingReport(routing=routing, results=results)
+
+
+def _check_arguments(
+    *, sizes: dict[str, int], orders: Sequence[int], modes: Sequence[str], checks: Collection[str] | None
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Validate :func:`check_routing`'s arguments; return the orders and the names of their gradient checks.
+
+    Raises:
+      ValueError: a size, order, mode or check name that is not valid.
+    """
+    for name, size in sizes.items():
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {size!r}")
     orders = tuple(orders)
@@ -233,118 +268,156 @@ def check_routing(
         unknown = sorted(set(checks) - set(CHECKS) - set(gradient_checks))
         if unknown:
             raise ValueError(f"checks: unknown {unknown}; choose from {list(CHECKS + gradient_checks)}")
+    return orders, gradient_checks
 
-    iterations = _default_num_iters(fn) if num_iters is None else num_iters
-    kwargs = dict(options) if iterations is None else {"num_iters": iterations, **options}
 
-    def call(votes):
-        return fn(votes, **kwargs)
+# What one check returns: passed, detail, value, tolerance (the fields of CheckResult after its name).
+_Outcome = tuple[bool, str, float | None, float | None]
 
-    rng = np.random.default_rng(seed)
-    shape = (in_caps, out_caps, dim)
-    votes = VOTE_SCALE * rng.standard_normal(shape)  # float64, as the checks of values use
-    batch_votes = VOTE_SCALE * rng.standard_normal((batch, *shape))
-    traces = []  # one entry each time jax.jit traces fn
 
-    def traced(votes):
-        traces.append(votes.shape)
-        return call(votes)
+class _RoutingChecks:
+    """The checks of :func:`check_routing` on one routing call and one draw of votes, one method each.
 
-    jitted = jax.jit(traced)
+    Each check returns (passed, detail, value, tolerance). The checks of values run in float64 (where any
+    deviation is the algorithm's, not rounding's), op by op where they can: the gradient checks then reuse
+    what those compiled, and the reverse. :attr:`eager` and :attr:`scalar` are computed once and shared,
+    and :attr:`jitted` (``jax.jit`` of the call) is one function for all the checks, so that it traces once.
 
-    # The checks of values run in float64 (where any deviation is the algorithm's, not rounding's), op by
-    # op where they can: the gradient checks then reuse what those compiled, and the reverse.
-    @functools.cache
-    def scalar():
+    Args:
+      call: the routing function with its keyword arguments bound; takes votes ``[in_caps, out_caps, dim]``.
+      shape: ``(in_caps, out_caps, dim)``.
+      batch: examples in the ``vmap`` check.
+      seed: seeds the votes, the weighting of the outputs and the directions of the gradient checks.
+      tolerances: ``(atol, rtol, grad_atol, grad_rtol)``.
+      modes: ``"fwd"`` and/or ``"rev"``, as in ``check_grads``.
+    """
+
+    def __init__(
+        self,
+        call: Callable,
+        *,
+        shape: tuple[int, int, int],
+        batch: int,
+        seed: int,
+        tolerances: tuple[float, float, float, float],
+        modes: Sequence[str],
+    ):
+        self.call, self.shape, self.batch, self.seed, self.modes = call, shape, batch, seed, modes
+        self.atol, self.rtol, self.grad_atol, self.grad_rtol = tolerances
+        rng = np.random.default_rng(seed)
+        self.votes = VOTE_SCALE * rng.standard_normal(shape)  # float64, as the checks of values use
+        self.batch_votes = VOTE_SCALE * rng.standard_normal((batch, *shape))
+        self.traces: list[tuple[int, ...]] = []  # one entry each time jax.jit traces the call
+        self.jitted = jax.jit(self.traced)
+
+    def traced(self, votes: jax.Array) -> Any:
+        self.traces.append(votes.shape)
+        return self.call(votes)
+
+    @functools.cached_property
+    def scalar(self) -> Callable:
+        """The float64 scalar function of the outputs that the gradient checks differentiate."""
         with jax.enable_x64(True):
-            return _scalar_of_outputs(call, jnp.asarray(votes), np.random.default_rng(seed))
+            return _scalar_of_outputs(self.call, jnp.asarray(self.votes), np.random.default_rng(self.seed))
 
-    @functools.cache
-    def eager():
+    @functools.cached_property
+    def eager(self) -> Any:
+        """The call's result at the votes, in float64, op by op."""
         with jax.enable_x64(True):
-            return call(jnp.asarray(votes))
+            return self.call(jnp.asarray(self.votes))
 
-    def couplings():
-        return np.asarray(_field(eager(), COUPLING_FIELDS))
+    def plan(self, gradient_orders: Sequence[tuple[str, int]]) -> list[tuple[str, Callable[[], _Outcome]]]:
+        """Every check, named, in the order they run; ``gradient_orders``: each gradient check and its order."""
+        plan: list[tuple[str, Callable[[], _Outcome]]] = [
+            ("shapes", self.check_shapes),
+            ("couplings_nonnegative", self.check_nonnegative),
+            ("couplings_sum_to_one", self.check_sum_to_one),
+        ]
+        if self._has_activations():
+            plan.append(("activations_in_unit_interval", self.check_activations))
+        plan += [
+            ("vmap_equals_loop", self.check_vmap),
+            ("jit_equals_no_jit", self.check_jit),
+            ("finite_at_zero_votes", lambda: self.check_finite(np.zeros(self.shape))),
+            ("finite_at_identical_votes", lambda: self.check_finite(np.broadcast_to(self.votes[:1], self.shape))),
+        ]
+        plan += [(name, functools.partial(self.check_gradients, order)) for name, order in gradient_orders]
+        return plan
 
-    def check_shapes():
+    def _has_activations(self) -> bool:
+        try:
+            result = jax.eval_shape(self.call, jax.ShapeDtypeStruct(self.shape, jnp.float32))
+        except Exception:  # reported by the checks that need the result
+            return False
+        return getattr(result, "activations", None) is not None
+
+    def _couplings(self) -> np.ndarray:
+        return np.asarray(_field(self.eager, COUPLING_FIELDS))
+
+    def check_shapes(self) -> _Outcome:
         found, problems = [], []
         for dtype in (jnp.float32, jnp.float64):
             with jax.enable_x64(dtype == jnp.float64):
-                result = jax.eval_shape(call, jax.ShapeDtypeStruct(shape, dtype))
-            fields, wrong = _shape_problems(result, shape, dtype)
+                result = jax.eval_shape(self.call, jax.ShapeDtypeStruct(self.shape, dtype))
+            fields, wrong = _shape_problems(result, self.shape, dtype)
             found, problems = found or fields, problems + [w for w in wrong if w not in problems]
         detail = "; ".join(problems) if problems else f"{', '.join(found)} (float32 and float64 votes)"
         return not problems, detail, None, None
 
-    def check_nonnegative():
-        c = couplings()
+    def check_nonnegative(self) -> _Outcome:
+        c = self._couplings()
         value = float(np.max(np.maximum(-c, 0.0)))  # NaN stays NaN, and fails
-        return value <= atol, f"smallest coupling {np.min(c):.3g}", value, atol
+        return value <= self.atol, f"smallest coupling {np.min(c):.3g}", value, self.atol
 
-    def check_sum_to_one():
-        sums = couplings().sum(axis=-1)
+    def check_sum_to_one(self) -> _Outcome:
+        sums = self._couplings().sum(axis=-1)
         value = float(np.max(np.abs(sums - 1.0)))
         detail = f"sums over the outputs from {np.min(sums):.6g} to {np.max(sums):.6g}"
-        return value <= atol + rtol, detail, value, atol + rtol
+        return value <= self.atol + self.rtol, detail, value, self.atol + self.rtol
 
-    def check_activations():
-        a = np.asarray(eager().activations)
+    def check_activations(self) -> _Outcome:
+        a = np.asarray(self.eager.activations)
         value = float(np.max(np.maximum(np.maximum(-a, a - 1.0), 0.0)))
         inside = bool(np.all((a > 0) & (a < 1)))
         return inside, f"activations from {np.min(a):.3g} to {np.max(a):.3g}", value, 0.0
 
-    def check_vmap():
+    def check_vmap(self) -> _Outcome:
         with jax.enable_x64(True):
-            batched = jax.jit(jax.vmap(call))(jnp.asarray(batch_votes))
-            looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[jitted(jnp.asarray(u)) for u in batch_votes])
-        return _compare(batched, looped, atol, rtol, f"{batch} examples: jit(vmap(fn)) vs a loop of jit(fn)")
+            batched = jax.jit(jax.vmap(self.call))(jnp.asarray(self.batch_votes))
+            looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[self.jitted(jnp.asarray(u)) for u in self.batch_votes])
+        what = f"{self.batch} examples: jit(vmap(fn)) vs a loop of jit(fn)"
+        return _compare(batched, looped, self.atol, self.rtol, what)
 
-    def check_jit():
+    def check_jit(self) -> _Outcome:
         with jax.enable_x64(True):
-            passed, _, value, tolerance = _compare(jitted(jnp.asarray(votes)), eager(), atol, rtol, "")
-            jitted(jnp.asarray(batch_votes[0]))  # other votes of the same shape: no second trace
-        detail = f"jit(fn) vs fn; jit traced fn {len(traces)} time(s) for votes of one shape"
-        return passed and len(traces) == 1, detail, value, tolerance
+            passed, _, value, tolerance = _compare(
+                self.jitted(jnp.asarray(self.votes)), self.eager, self.atol, self.rtol, ""
+            )
+            self.jitted(jnp.asarray(self.batch_votes[0]))  # other votes of the same shape: no second trace
+        detail = f"jit(fn) vs fn; jit traced fn {len(self.traces)} time(s) for votes of one shape"
+        return passed and len(self.traces) == 1, detail, value, tolerance
 
-    def check_finite(degenerate):
+    def check_finite(self, degenerate: np.ndarray) -> _Outcome:
         with jax.enable_x64(True):
-            value, grad = jax.value_and_grad(scalar())(jnp.asarray(degenerate))
+            value, grad = jax.value_and_grad(self.scalar)(jnp.asarray(degenerate))
         bad = int(np.sum(~np.isfinite(np.asarray(value)))) + int(np.sum(~np.isfinite(np.asarray(grad))))
         return bad == 0, f"{bad} non-finite entries in the value and gradient", float(bad), 0.0
 
-    def check_gradients(order):
+    def check_gradients(self, order: int) -> _Outcome:
+        modes, grad_atol, grad_rtol = self.modes, self.grad_atol, self.grad_rtol
         with jax.enable_x64(True):
-            votes_ = jnp.asarray(votes)
+            votes = jnp.asarray(self.votes)
             try:
-                check_grads(scalar(), (votes_,), order=order, modes=tuple(modes), atol=grad_atol, rtol=grad_rtol)
+                check_grads(self.scalar, (votes,), order=order, modes=tuple(modes), atol=grad_atol, rtol=grad_rtol)
             except AssertionError as failure:
-                rng = np.random.default_rng(seed + order)
-                error = _directional_error(scalar(), votes_, order, modes, rng, grad_atol)
+                rng = np.random.default_rng(self.seed + order)
+                error = _directional_error(self.scalar, votes, order, modes, rng, grad_atol)
                 return False, f"check_grads: {_summary(failure)}", error, grad_rtol
         return True, f"check_grads passed, modes {'+'.join(modes)}", None, grad_rtol
 
-    plan: list[tuple[str, Callable[[], tuple]]] = [
-        ("shapes", check_shapes),
-        ("couplings_nonnegative", check_nonnegative),
-        ("couplings_sum_to_one", check_sum_to_one),
-    ]
-    try:
-        has_activations = getattr(jax.eval_shape(call, jax.ShapeDtypeStruct(shape, jnp.float32)), "activations", None)
-    except Exception:  # reported by the checks that need the result
-        has_activations = None
-    if has_activations is not None:
-        plan.append(("activations_in_unit_interval", check_activations))
-    plan += [
-        ("vmap_equals_loop", check_vmap),
-        ("jit_equals_no_jit", check_jit),
-        ("finite_at_zero_votes", lambda: check_finite(np.zeros(shape))),
-        ("finite_at_identical_votes", lambda: check_finite(np.broadcast_to(votes[:1], shape))),
-    ]
-    plan += [
-        (name, functools.partial(check_gradients, order)) for name, order in zip(gradient_checks, orders, strict=True)
-    ]
 
+def _run(plan: Sequence[tuple[str, Callable[[], _Outcome]]], checks: Collection[str] | None) -> tuple[CheckResult, ...]:
+    """Run the checks of ``plan`` named in ``checks`` (all where None), each on its own: one that raises fails."""
     results = []
     for name, check in plan:
         if checks is not None and name not in checks:
@@ -354,9 +427,7 @@ def check_routing(
         except Exception as error:  # a check that raises fails; the others still run
             passed, detail, value, tolerance = False, f"raised {type(error).__name__}: {_first_line(error)}", None, None
         results.append(CheckResult(name, bool(passed), detail, value, tolerance))
-    iterations_text = "default" if iterations is None else iterations
-    routing = f"{_name(fn)}, in_caps={in_caps}, out_caps={out_caps}, dim={dim}, num_iters={iterations_text}"
-    return RoutingReport(routing=routing, results=tuple(results))
+    return tuple(results)
 
 
 def _default_num_iters(fn: Callable) -> int | None:

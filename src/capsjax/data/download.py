@@ -5,13 +5,22 @@ the missing ones into ``$CAPSJAX_DATA_DIR/<name>/`` or ``~/.cache/capsjax/datase
 
 - each file is tried from each mirror in turn (a few attempts each, a short socket timeout), with a
   progress bar;
+- each download is bounded: it stops as soon as more bytes arrive than the size recorded here
+  (a file without a recorded size: :data:`UNKNOWN_SIZE_LIMIT`), and when it has not finished within its
+  deadline, ``max(MIN_DEADLINE_SECONDS, size / MIN_BYTES_PER_SECOND)`` (60 s, or 100 kB/s: 99 s for
+  MNIST's training images), or ``$CAPSJAX_DOWNLOAD_DEADLINE`` seconds if set. The download ends within
+  the deadline plus one socket timeout (each read waits at most the shorter of the two); a mirror
+  that is too slow or sends too much is not tried again, the next one is;
 - it is written to ``<file>.part`` beside its final name, its SHA-256 is checked against the sum
   recorded here, and only then renamed into place: a partial, interrupted or corrupt download never
   looks complete, and a checksum mismatch leaves nothing in the cache;
 - ``CAPSJAX_DATASET_MIRROR=URL`` replaces every public mirror by one base URL holding
   ``<dataset>/<original file name>`` (air-gapped sites, tests);
 - when no mirror answers, one :class:`DownloadError` names the file, what each URL said, and how to
-  place the files by hand.
+  place the files by hand;
+- the cache needs a home folder: with ``HOME`` empty, ``/``, missing or not writable (and no
+  ``$CAPSJAX_DATA_DIR``), :func:`cache_root` raises :class:`DataError` asking for ``CAPSJAX_DATA_DIR``
+  rather than writing to ``/.cache`` or to a shared temporary folder that another user could fill.
 
 The sums are the published ones (the same files tensorflow-datasets and Keras check against).
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import pathlib
 import shutil
@@ -30,21 +40,26 @@ import urllib.request
 
 from tqdm.auto import tqdm
 
-from capsjax.errors import DownloadError
+from capsjax.errors import ConfigError, DataError, DownloadError
 
 MIRROR_ENV = "CAPSJAX_DATASET_MIRROR"
 DATA_DIR_ENV = "CAPSJAX_DATA_DIR"
+DEADLINE_ENV = "CAPSJAX_DOWNLOAD_DEADLINE"
 DEFAULT_CACHE = pathlib.Path("~/.cache/capsjax/datasets")
 TIMEOUT_SECONDS = 15.0
 ATTEMPTS = 3
+MIN_DEADLINE_SECONDS = 60.0
+MIN_BYTES_PER_SECOND = 100_000
+UNKNOWN_SIZE_LIMIT = 4 << 30  # bytes: the cap for a file whose size is not recorded
+UNKNOWN_SIZE_DEADLINE_SECONDS = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
 class RemoteFile:
-    """One original file of a dataset: its name on the mirrors, size in bytes and SHA-256."""
+    """One original file of a dataset: its name on the mirrors, size in bytes (None: not recorded) and SHA-256."""
 
     name: str
-    size: int
+    size: int | None
     sha256: str
 
 
@@ -126,8 +141,68 @@ REMOTE_DATASETS: dict[str, RemoteDataset] = {
 
 
 def cache_root() -> pathlib.Path:
-    """Where downloads go: ``$CAPSJAX_DATA_DIR`` if set, else ``~/.cache/capsjax/datasets``."""
-    return pathlib.Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_CACHE).expanduser()
+    """Where downloads go: ``$CAPSJAX_DATA_DIR`` if set, else ``~/.cache/capsjax/datasets``.
+
+    Raises:
+      DataError: neither is usable: no ``$CAPSJAX_DATA_DIR`` and no usable home folder (see :func:`default_cache`).
+    """
+    explicit = os.environ.get(DATA_DIR_ENV)
+    if explicit:
+        return pathlib.Path(explicit).expanduser()
+    cache = default_cache()
+    if cache is None:
+        raise DataError(
+            f"no usable home folder for the dataset cache {DEFAULT_CACHE} (HOME={os.environ.get('HOME')!r}); "
+            f"set {DATA_DIR_ENV}=DIR to a folder of yours for downloaded datasets, or give the data folder (--data-dir)"
+        )
+    return cache
+
+
+def default_cache(cache: pathlib.Path | None = None) -> pathlib.Path | None:
+    """``cache`` (default :data:`DEFAULT_CACHE`) with ``~`` expanded; None where ``~`` has no usable folder.
+
+    A home folder is usable when it is an absolute path other than ``/``, is a folder, and is writable
+    or already holds the cache: ``HOME=""`` would otherwise put the cache at ``/.cache``.
+    """
+    cache = DEFAULT_CACHE if cache is None else pathlib.Path(cache)
+    if not cache.parts or cache.parts[0] != "~":
+        return cache
+    home = _home()
+    if home is None:
+        return None
+    expanded = home.joinpath(*cache.parts[1:])
+    usable = home.is_absolute() and home.resolve() != pathlib.Path("/") and home.is_dir()
+    return expanded if usable and (os.access(home, os.W_OK) or expanded.is_dir()) else None
+
+
+def _home() -> pathlib.Path | None:
+    """``$HOME``, or where it is unset the password database's home folder (as ``expanduser`` does)."""
+    home = os.environ.get("HOME")
+    if home is None:
+        home = os.path.expanduser("~")  # "~" itself where the database has no entry: not absolute, unusable
+    return pathlib.Path(home) if home else None
+
+
+def download_deadline(file: RemoteFile) -> float:
+    """Seconds one download of ``file`` may take: ``$CAPSJAX_DOWNLOAD_DEADLINE`` if set, else
+    ``max(MIN_DEADLINE_SECONDS, size / MIN_BYTES_PER_SECOND)`` (:data:`UNKNOWN_SIZE_DEADLINE_SECONDS`
+    for a file without a recorded size).
+
+    Raises:
+      ConfigError: ``$CAPSJAX_DOWNLOAD_DEADLINE`` is not a number of seconds > 0.
+    """
+    text = os.environ.get(DEADLINE_ENV)
+    if text:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds > 0 or seconds == float("inf"):
+            raise ConfigError(f"{DEADLINE_ENV}={text!r}: expected a number of seconds > 0, e.g. {DEADLINE_ENV}=600")
+        return seconds
+    if file.size is None:
+        return max(MIN_DEADLINE_SECONDS, UNKNOWN_SIZE_DEADLINE_SECONDS)
+    return max(MIN_DEADLINE_SECONDS, file.size / MIN_BYTES_PER_SECOND)
 
 
 def file_urls(name: str, file: RemoteFile) -> list[str]:
@@ -152,6 +227,7 @@ def fetch_dataset(
     *,
     root: str | os.PathLike | None = None,
     timeout: float = TIMEOUT_SECONDS,
+    deadline: float | None = None,
     attempts: int = ATTEMPTS,
     progress: bool = True,
 ) -> pathlib.Path:
@@ -161,12 +237,16 @@ def fetch_dataset(
       name: a key of :data:`REMOTE_DATASETS`.
       root: cache root; the files land in ``root/name/``.
       timeout: socket timeout in seconds (connecting, and each read: a stalled server fails).
-      attempts: tries per URL before the next mirror.
+      deadline: seconds one download of a file from one URL may take in all (a server that sends a
+        byte now and then fails too); None: :func:`download_deadline`.
+      attempts: tries per URL before the next mirror (a deadline or size overrun goes to the next at once).
       progress: show a progress bar per file.
 
     Raises:
       ValueError: ``name`` is not downloadable.
-      DownloadError: a file could not be fetched or failed its checksum (nothing is left behind).
+      DownloadError: a file could not be fetched, was too slow or too large, or failed its checksum
+        (nothing is left behind).
+      DataError: ``root`` is None and there is no usable cache folder (see :func:`cache_root`).
     """
     if name not in REMOTE_DATASETS:
         raise ValueError(f"dataset: {name!r} cannot be downloaded; choose one of {sorted(REMOTE_DATASETS)}")
@@ -175,14 +255,15 @@ def fetch_dataset(
     for file in remote.files:
         target = folder / file.name
         if not target.is_file():
-            _fetch_file(name, file, target, timeout=timeout, attempts=attempts, progress=progress)
+            limit = download_deadline(file) if deadline is None else deadline
+            _fetch_file(name, file, target, timeout=timeout, deadline=limit, attempts=attempts, progress=progress)
         if remote.extract:
             _extract_once(target, folder)
     return folder
 
 
 def _fetch_file(
-    name: str, file: RemoteFile, target: pathlib.Path, *, timeout: float, attempts: int, progress: bool
+    name: str, file: RemoteFile, target: pathlib.Path, *, timeout: float, deadline: float, attempts: int, progress: bool
 ) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +274,8 @@ def _fetch_file(
     for url in file_urls(name, file):
         for attempt in range(1, attempts + 1):
             try:
-                digest = _download(url, partial, file, timeout=timeout, progress=progress)
-            except (urllib.error.URLError, OSError, ValueError) as err:
+                digest = _download(url, partial, file, timeout=timeout, deadline=deadline, progress=progress)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
                 partial.unlink(missing_ok=True)
                 if isinstance(err, urllib.error.HTTPError):
                     reason = f"HTTP {err.code} {err.reason}"
@@ -221,24 +302,51 @@ def _fetch_file(
     )
 
 
+class _Overrun(OSError):
+    """A mirror that sent more bytes than expected, or not all of them within the deadline."""
+
+
 def _permanent(err: Exception) -> bool:
-    """A 4xx answer or a refused connection: the next mirror, not another attempt."""
+    """A 4xx answer, a refused connection, too many bytes or too slow: the next mirror, not another attempt."""
     if isinstance(err, urllib.error.HTTPError):
         return 400 <= err.code < 500
-    return isinstance(getattr(err, "reason", err), ConnectionRefusedError)
+    return isinstance(err, _Overrun) or isinstance(getattr(err, "reason", err), ConnectionRefusedError)
 
 
-def _download(url: str, partial: pathlib.Path, file: RemoteFile, *, timeout: float, progress: bool) -> str:
-    """Stream ``url`` into ``partial``; return the SHA-256 of what arrived."""
+def _download(
+    url: str, partial: pathlib.Path, file: RemoteFile, *, timeout: float, deadline: float, progress: bool
+) -> str:
+    """Stream ``url`` into ``partial`` within ``deadline`` seconds and the expected size; return the SHA-256.
+
+    Raises:
+      _Overrun: more bytes than ``file.size`` (or :data:`UNKNOWN_SIZE_LIMIT`) arrived or were announced,
+        or the download had not finished after ``deadline`` seconds.
+      OSError, urllib.error.URLError, http.client.HTTPException: the connection failed.
+    """
+    limit = UNKNOWN_SIZE_LIMIT if file.size is None else file.size
+    start = time.monotonic()
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "capsjax"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(partial, "wb") as out:
-        total = int(response.headers.get("Content-Length") or file.size)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=not progress, leave=False) as bar:
-            for block in iter(lambda: response.read(1 << 16), b""):
+    # Each read waits at most min(timeout, deadline): the download ends within deadline + that.
+    with urllib.request.urlopen(request, timeout=min(timeout, deadline)) as response, open(partial, "wb") as out:
+        announced = response.headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > limit:
+            raise _Overrun(f"announces {int(announced)} bytes, more than the expected {limit} bytes; not read")
+        received = 0
+        with tqdm(total=limit, unit="B", unit_scale=True, desc=file.name, disable=not progress, leave=False) as bar:
+            while block := response.read1(1 << 16):
+                received += len(block)
+                if received > limit:
+                    raise _Overrun(f"sent more than the expected {limit} bytes ({received} so far); stopped reading")
                 digest.update(block)
                 out.write(block)
                 bar.update(len(block))
+                if time.monotonic() - start > deadline:
+                    raise _Overrun(
+                        f"{received} of {limit} bytes after {deadline:g} s, too slow (the deadline: {DEADLINE_ENV})"
+                    )
+    if file.size is not None and received < file.size:
+        raise ConnectionError(f"the connection closed after {received} of {file.size} bytes")
     return digest.hexdigest()
 
 

@@ -19,24 +19,47 @@ Formats:
 - ``svhn``: a folder with ``train_32x32.mat`` and ``test_32x32.mat`` (label 10 is the digit 0).
 - ``smallnorb``: a folder with the six ``smallnorb-*-{dat,cat,info}.mat`` binary matrices
   (``5x46789x9x18x6x2x96x96-training-dat.mat`` and the like); the left camera's 96x96 image.
+
+Limits, checked from headers before anything is decoded or allocated (each a :class:`DataFormatError`
+naming the file):
+
+- an image may have at most :data:`MAX_IMAGE_PIXELS` pixels (2**24, e.g. 4096x4096), read from its
+  header (PIL's decompression-bomb errors and warnings are refused the same way); an image folder's
+  images must all have one size, and together fit in :data:`capsjax.data.idx.MAX_ARRAY_BYTES`;
+- each array of a ``.npz`` file is checked from its ``.npy`` header first: its declared shape and dtype
+  must need exactly the bytes the zip member holds, and at most ``MAX_ARRAY_BYTES``;
+- a smallNORB matrix's header is read first (dimensions >= 0, at most ``MAX_ARRAY_BYTES``) and a gzip
+  file is decompressed only up to that size;
+- labels read without a fixed class count (``.npz``) must be below :data:`MAX_CLASSES`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import pathlib
 import pickle
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from capsjax.data import idx
 from capsjax.data.dataset import ArrayDataset
-from capsjax.errors import DataError
+from capsjax.errors import DataError, DataNotFoundError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FORMATS = ("image_folder", "npz", "cifar", "svhn", "smallnorb")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SMALLNORB_CLASSES = ("animal", "human", "airplane", "truck", "car")
+MAX_IMAGE_PIXELS = 1 << 24  # 4096 x 4096: far above any image a capsule network is trained on
+MAX_CLASSES = 10_000  # labels 0..9999: a larger label is a corrupt file, not a class count to size a model by
+_GRAY_MODES = ("1", "L", "I", "I;16", "F")
 
 
 class DataFormatError(DataError):
@@ -47,12 +70,12 @@ def detect_format(path: str | pathlib.Path) -> str:
     """The format of ``path`` (one of :data:`FORMATS`), from file names alone.
 
     Raises:
-      FileNotFoundError: ``path`` does not exist.
+      DataNotFoundError: ``path`` does not exist (a ``FileNotFoundError``).
       DataFormatError: it exists but is none of the formats.
     """
     path = pathlib.Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise DataNotFoundError(f"{path}: no such file or folder")
     if path.is_file():
         if path.suffix == ".npz":
             return "npz"
@@ -98,28 +121,83 @@ def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return files
 
 
-def _read_image(path: pathlib.Path) -> np.ndarray:
+@contextlib.contextmanager
+def open_image(path: str | pathlib.Path) -> Iterator[Image.Image]:
+    """``path`` opened with PIL (not yet decoded), its size checked against :data:`MAX_IMAGE_PIXELS`.
+
+    Raises:
+      DataFormatError: not an image PIL reads, or larger than the limit (a decompression bomb: a small
+        file that would decode to gigabytes).
+    """
+    path = pathlib.Path(path)
     try:
-        with Image.open(path) as image:
-            mode = "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-            array = np.asarray(image.convert(mode), np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataFormatError(
+            f"{path}: refused before decoding: {err} (the limit here: {MAX_IMAGE_PIXELS} pixels, 4096x4096)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataFormatError(f"{path}: not a readable image ({err})") from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise DataFormatError(
+                f"{path}: a {width}x{height} image ({width * height} pixels), more than the limit of "
+                f"{MAX_IMAGE_PIXELS} (4096x4096); resize it first"
+            )
+        yield image
+
+
+def decode_image(path: str | pathlib.Path, image: Image.Image, mode: str) -> np.ndarray:
+    """The pixels of an image from :func:`open_image`, converted to ``mode`` ("L" or "RGB"), as uint8."""
+    try:
+        return np.asarray(image.convert(mode), np.uint8)
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataFormatError(f"{path}: not a readable image ({err})") from None
+
+
+def _image_shape(path: pathlib.Path) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of an image from its header (1 channel for grayscale, else 3)."""
+    with open_image(path) as image:
+        return image.height, image.width, 1 if image.mode in _GRAY_MODES else 3
+
+
+def _read_image(path: pathlib.Path) -> np.ndarray:
+    with open_image(path) as image:
+        array = decode_image(path, image, "L" if image.mode in _GRAY_MODES else "RGB")
     return array[..., None] if array.ndim == 2 else array
 
 
 def _stack_images(paths: list[pathlib.Path]) -> np.ndarray:
-    """``[n, h, w, c]`` of same-size images; grayscale ones among colour ones get 3 equal channels."""
-    images = [_read_image(p) for p in paths]
-    height, width = images[0].shape[:2]
-    for path, image in zip(paths, images, strict=True):
-        if image.shape[:2] != (height, width):
+    """``[n, h, w, c]`` of same-size images; grayscale ones among colour ones get 3 equal channels.
+
+    Sizes come from the headers first: a size that differs, or more bytes than
+    :data:`capsjax.data.idx.MAX_ARRAY_BYTES` in all, is refused before any image is decoded.
+    """
+    shapes = [_image_shape(p) for p in paths]
+    height, width = shapes[0][:2]
+    for path, shape in zip(paths, shapes, strict=True):
+        if shape[:2] != (height, width):
             raise DataFormatError(
-                f"{path}: size {image.shape[1]}x{image.shape[0]} differs from {width}x{height} ({paths[0]}); "
+                f"{path}: size {shape[1]}x{shape[0]} differs from {width}x{height} ({paths[0]}); "
                 "resize the images to one size"
             )
-    channels = max(image.shape[-1] for image in images)
-    return np.stack([np.repeat(image, channels // image.shape[-1], axis=-1) for image in images])
+    channels = max(shape[2] for shape in shapes)
+    nbytes = len(paths) * height * width * channels
+    if nbytes > idx.MAX_ARRAY_BYTES:
+        raise DataFormatError(
+            f"{paths[0].parent.parent}: {len(paths)} images of {width}x{height}x{channels} need {nbytes} bytes, "
+            f"more than the limit of {idx.MAX_ARRAY_BYTES} (the machine's memory); use fewer or smaller images"
+        )
+    images = np.empty((len(paths), height, width, channels), np.uint8)
+    for k, path in enumerate(paths):
+        image = _read_image(path)
+        if image.shape[:2] != (height, width):  # the file changed since its header was read
+            raise DataFormatError(f"{path}: size {image.shape[1]}x{image.shape[0]} differs from {width}x{height}")
+        images[k] = image  # a grayscale image among colour ones broadcasts to 3 equal channels
+    return images
 
 
 def read_image_folder(root: pathlib.Path, split: str, *, test_fraction: float = 0.1, seed: int = 0) -> ArrayDataset:
@@ -180,26 +258,59 @@ def _checked_labels(labels: np.ndarray, n: int, where: str, num_classes: int | N
         raise DataFormatError(f"{where}: {n} images but {len(labels)} labels")
     if labels.size and labels.min() < 0:
         raise DataFormatError(f"{where}: negative label {labels.min()}")
-    if num_classes is not None and labels.size and labels.max() >= num_classes:
-        raise DataFormatError(f"{where}: label {labels.max()} out of range 0..{num_classes - 1}")
+    limit = MAX_CLASSES if num_classes is None else num_classes
+    if labels.size and labels.max() >= limit:
+        raise DataFormatError(f"{where}: label {labels.max()} out of range 0..{limit - 1}")
     return labels.astype(np.int32)
 
 
 def read_npz(path: pathlib.Path, split: str) -> ArrayDataset:
-    """``x_<split>`` and ``y_<split>`` of a ``.npz`` file (no pickled objects are loaded)."""
+    """``x_<split>`` and ``y_<split>`` of a ``.npz`` file (no pickled objects are loaded).
+
+    Each array's ``.npy`` header is checked first (:func:`check_npz_member`): a header that declares
+    more bytes than its member holds, or than the machine's memory, is refused before it is read.
+    """
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            missing = {f"x_{split}", f"y_{split}"} - keys
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = {f"x_{split}", f"y_{split}"} - set(members)
             if missing:
-                raise DataFormatError(f"{path}: missing {sorted(missing)} (has {sorted(keys)})")
+                raise DataFormatError(f"{path}: missing {sorted(missing)} (has {sorted(members)})")
+            for key in (f"x_{split}", f"y_{split}"):
+                check_npz_member(path, archive, members[key])
+        with np.load(path, allow_pickle=False) as archive:
             images, labels = archive[f"x_{split}"], archive[f"y_{split}"]
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         if isinstance(err, DataFormatError):
             raise
         raise DataFormatError(f"{path}: not a readable .npz file ({err})") from None
     images = _checked_images(images, f"{path} x_{split}")
     return ArrayDataset(images, _checked_labels(labels, len(images), f"{path} y_{split}"), str(path))
+
+
+def check_npz_member(path: pathlib.Path, archive: zipfile.ZipFile, name: str) -> None:
+    """Read the ``.npy`` header of ``archive``'s member ``name`` and check it before the array is loaded.
+
+    Raises:
+      DataFormatError: the header is not a ``.npy`` header, declares an object array, or a shape whose
+        bytes differ from what the member holds or exceed :data:`capsjax.data.idx.MAX_ARRAY_BYTES`.
+    """
+    info = archive.getinfo(name)
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)  # version 3.0 differs from 2.0 only in the header's text encoding
+        offset = member.tell()
+    if dtype.hasobject:
+        raise DataFormatError(f"{path} {name}: an array of Python objects ({dtype}); only numeric arrays are read")
+    nbytes, held = math.prod(shape) * dtype.itemsize, info.file_size - offset
+    if nbytes > idx.MAX_ARRAY_BYTES or nbytes != held:
+        problem = (
+            f"more than the limit of {idx.MAX_ARRAY_BYTES} (the machine's memory)"
+            if nbytes > idx.MAX_ARRAY_BYTES
+            else f"but the member holds {held}; the file is corrupt, write it again"
+        )
+        raise DataFormatError(f"{path} {name}: the header declares shape {shape} of {dtype} ({nbytes} bytes) {problem}")
 
 
 # --- CIFAR-10 / CIFAR-100 python batches --------------------------------------------------------
@@ -301,26 +412,49 @@ _NORB_TYPES = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}
 
 
 def read_norb_matrix(path: pathlib.Path) -> np.ndarray:
-    """One smallNORB binary matrix (``.mat``, optionally gzipped): int32 magic, rank, dims, data."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise DataFormatError(f"{path}: corrupt gzip data ({err})") from None
-    header = np.frombuffer(raw[:8], "<i4") if len(raw) >= 8 else np.zeros(0)
+    """One smallNORB binary matrix (``.mat``, optionally gzipped): int32 magic, rank, dims, data.
+
+    The header is checked before the data is read, and gzip data is decompressed only up to the size
+    the header declares.
+    """
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            dims, dtype = _norb_header(path, stream)
+            expected = math.prod(dims) * dtype.itemsize
+            data = stream.read(expected)
+            found = len(data) + len(stream.read(1))
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataFormatError(f"{path}: corrupt gzip data or unreadable ({err})") from None
+    if found != expected:
+        what = "trailing data" if found > expected else f"{found} data bytes"
+        raise DataFormatError(f"{path}: {what}, the header says {expected}")
+    return np.frombuffer(data, dtype).reshape(dims)
+
+
+def _norb_header(path: pathlib.Path, stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """The dimensions and dtype of a smallNORB matrix, read from ``stream``; refuses sizes above the limit."""
+    start = stream.read(8)
+    header = np.frombuffer(start, "<i4") if len(start) == 8 else np.zeros(0, "<i4")
     if len(header) < 2 or int(header[0]) & 0xFFFFFFFF not in _NORB_TYPES:
         raise DataFormatError(f"{path}: not a smallNORB matrix (bad magic number)")
-    dtype, rank = _NORB_TYPES[int(header[0]) & 0xFFFFFFFF], int(header[1])
+    dtype, rank = np.dtype(_NORB_TYPES[int(header[0]) & 0xFFFFFFFF]).newbyteorder("<"), int(header[1])
     if not 1 <= rank <= 6:
         raise DataFormatError(f"{path}: bad rank {rank}")
     dims_count = max(3, rank)  # the format stores at least 3 dimensions
-    dims = np.frombuffer(raw[8 : 8 + 4 * dims_count], "<i4")[:rank]
-    offset = 8 + 4 * dims_count
-    expected = int(np.prod(dims)) * np.dtype(dtype).itemsize
-    if len(raw) - offset != expected:
-        raise DataFormatError(f"{path}: {len(raw) - offset} data bytes, the header says {expected}")
-    return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<"), offset=offset).reshape(dims)
+    stored = stream.read(4 * dims_count)
+    if len(stored) < 4 * dims_count:
+        raise DataFormatError(f"{path}: truncated header ({rank} dimensions declared)")
+    dims = tuple(int(d) for d in np.frombuffer(stored, "<i4")[:rank])
+    nbytes = math.prod(dims) * dtype.itemsize
+    if min(dims) < 0 or nbytes > idx.MAX_ARRAY_BYTES:
+        raise DataFormatError(
+            f"{path}: the header declares shape {dims} ({nbytes} bytes); dimensions must be >= 0 and the data at "
+            f"most {idx.MAX_ARRAY_BYTES} bytes (the machine's memory): the file is corrupt"
+        )
+    return dims, dtype
 
 
 def _norb_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:

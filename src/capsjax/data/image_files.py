@@ -1,4 +1,9 @@
-"""Image files: grids of images and reconstructions as PNG, and reading input images."""
+"""Image files: grids of images and reconstructions as PNG, and reading input images.
+
+Input images are checked from their headers before they are decoded: at most
+:data:`capsjax.data.file_formats.MAX_IMAGE_PIXELS` pixels (a small PNG that decodes to gigabytes is
+refused with a :class:`~capsjax.data.file_formats.DataFormatError` naming the file and its size).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import math
 import pathlib
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from capsjax.data.atomic import atomic_path
+from capsjax.data.file_formats import DataFormatError, decode_image, open_image
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -97,22 +103,20 @@ def read_image(path: str | pathlib.Path, *, shape: tuple[int, int, int], resize:
       resize: fit an image of another size to ``shape`` (bilinear); otherwise that is an error.
 
     Raises:
-      ValueError: the file is not an image, or its size is not ``shape``'s and ``resize`` is off (no
-        silent resizing: the MNIST network was trained on centred 28x28 digits, white on black).
+      DataFormatError (a ValueError): the file is not an image, has more than
+        :data:`~capsjax.data.file_formats.MAX_IMAGE_PIXELS` pixels (checked before decoding), or its
+        size is not ``shape``'s and ``resize`` is off (no silent resizing: the MNIST network was
+        trained on centred 28x28 digits, white on black).
     """
     path = pathlib.Path(path)
     height, width, channels = shape
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if resize and image.size != (width, height):
-                image = image.resize((width, height), Image.BILINEAR)
-            array = np.asarray(image, np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from None
-    if array.shape[:2] != (height, width):
-        raise ValueError(
-            f"{path}: expected a {width}x{height} image (the model's size), got {array.shape[1]}x{array.shape[0]}; "
-            "--resize fits other sizes"
-        )
+    with open_image(path) as image:
+        if not resize and image.size != (width, height):
+            raise DataFormatError(
+                f"{path}: expected a {width}x{height} image (the model's size), got {image.width}x{image.height}; "
+                "--resize fits other sizes"
+            )
+        array = decode_image(path, image, "L" if channels == 1 else "RGB")
+    if resize and array.shape[:2] != (height, width):
+        array = np.asarray(Image.fromarray(array).resize((width, height), Image.BILINEAR), np.uint8)
     return array[..., None] if array.ndim == 2 else array

@@ -46,9 +46,13 @@ def load_split(
     resized to ``resize x resize`` if ``resize`` > 0, and for the test split cut to their central
     ``crop x crop`` window if ``crop`` > 0 (training crops at random, on device).
 
+    ``data_dir``, when given, is the only folder a named dataset is read from (its files, or a
+    ``<name>/`` sub-folder holding them); None looks in ``$CAPSJAX_DATA_DIR``, the cache, and downloads.
+
     Raises:
       ValueError: an unknown name or split.
-      DataNotFoundError: no source has the data (see :func:`capsjax.data.sources.load_dataset`).
+      DataNotFoundError: ``data_dir`` does not exist or holds no data, or (without it) no source has
+        the data (see :func:`capsjax.data.sources.load_dataset`).
       DataFormatError: ``path`` holds unreadable data (see :mod:`capsjax.data.file_formats`).
     """
     if path is not None:

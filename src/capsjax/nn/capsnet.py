@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+import capsjax.nn.config_rules as rules
 from capsjax.nn.interface import ModelOutput, check_images
-from capsjax.nn.layers import ClassReadout, Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.nn.layers import KERNEL_INITS, ClassReadout, Conv2D, Decoder, PrimaryCapsules, RoutedCapsules
+from capsjax.ops.convolution import LOWERINGS
+from capsjax.ops.routing import ROUTING_FUNCTIONS
+from capsjax.ops.routing_types import learned_parameters
 from capsjax.ops.squashing import safe_norm
+
+EM_COSTS = ("standardised", "paper")
+SCORES = ("length", "activation", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
-class RoutingConfig:
+class RoutingConfig(rules.Checked):
     """Routing between primary and class capsules; defaults are the paper's.
 
     ``learn``: learn the routing algorithm's own parameters (EM's ``beta_u`` and ``beta_a``,
@@ -39,12 +48,43 @@ class RoutingConfig:
     learn: bool = False
     em_cost: str = "standardised"
 
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "name": rules.one_of(ROUTING_FUNCTIONS),
+        "num_iters": rules.NUM_ITERS,
+        "bias": rules.BOOL,
+        "leaky": rules.BOOL,
+        "stop_gradient": rules.BOOL,
+        "remat": rules.BOOL,
+        "chunk_size": rules.or_none(rules.NON_NEGATIVE, "None or an integer >= 0"),
+        "learn": rules.BOOL,
+        "em_cost": rules.one_of(EM_COSTS),
+    }
 
-EM_COSTS = ("standardised", "paper")
+    def check_together(self, prefix: str = "config.") -> None:
+        """Options of one routing algorithm set for another; ``learn`` for an algorithm with nothing to learn.
+
+        Raises:
+          ConfigError: one line naming both fields.
+        """
+        name = f"{prefix}name = {self.name!r}"
+        if self.name != "em" and self.em_cost != "standardised":
+            raise rules.refuse(f"{prefix}em_cost", self.em_cost, f"'standardised' with {name} (it is EM's option)")
+        for option in ("leaky", "stop_gradient"):
+            if self.name != "dynamic" and getattr(self, option):
+                raise rules.refuse(prefix + option, True, f"false with {name} (it is dynamic routing's option)")
+        if self.learn and not learned_parameters(ROUTING_FUNCTIONS[self.name]):
+            raise rules.refuse(f"{prefix}learn", True, f"false with {name} (it has no parameters to learn)")
+
+
+@functools.cache
+def routing_gives_activations(name: str) -> bool:
+    """Whether the routing algorithm ``name`` returns output activations (EM does), traced on tiny shapes."""
+    votes = jax.ShapeDtypeStruct((2, 2, 4), jnp.float32)
+    return jax.eval_shape(lambda v: ROUTING_FUNCTIONS[name](v, num_iters=1), votes).activations is not None
 
 
 @dataclasses.dataclass(frozen=True)
-class CapsNetConfig:
+class CapsNetConfig(rules.Checked):
     """The CapsNet architecture. The defaults are the paper's MNIST network (8,215,568 parameters).
 
     ``scores``: how a class capsule gives its class's score (in [0, 1], for the margin loss):
@@ -75,8 +115,46 @@ class CapsNetConfig:
     scores: str = "length"
     kernel_init: str = "lecun_normal"
 
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "image_shape": rules.IMAGE_SHAPE,
+        "num_classes": rules.NUM_CLASSES,
+        "conv_channels": rules.SIZE,
+        "conv_kernel": rules.KERNEL,
+        "primary_types": rules.SIZE,
+        "primary_dim": rules.SIZE,
+        "primary_kernel": rules.KERNEL,
+        "primary_stride": rules.KERNEL,
+        "class_dim": rules.SIZE,
+        "decoder_hidden": rules.sizes(),
+        "w_init_std": rules.POSITIVE_NUMBER,
+        "conv_lowering": rules.one_of(LOWERINGS),
+        "compute_dtype": rules.COMPUTE_DTYPE,
+        "scores": rules.one_of(SCORES),
+        "kernel_init": rules.one_of(KERNEL_INITS),
+    }
 
-SCORES = ("length", "activation", "linear")
+    def check_together(self, prefix: str = "config.") -> None:
+        """The image fits both convolutions; the routing's options fit it; its scores are ones it gives.
+
+        Raises:
+          ConfigError: one line naming the fields that do not fit together.
+        """
+        smallest = self.conv_kernel + self.primary_kernel - 1
+        if min(self.image_shape[:2]) < smallest:
+            raise rules.refuse(
+                f"{prefix}image_shape",
+                self.image_shape,
+                f"at least {smallest}x{smallest} for {prefix}conv_kernel = {self.conv_kernel} "
+                f"then {prefix}primary_kernel = {self.primary_kernel}",
+            )
+        self.routing.check_together(f"{prefix}routing.")
+        if self.scores == "activation" and not routing_gives_activations(self.routing.name):
+            raise rules.refuse(
+                f"{prefix}scores",
+                self.scores,
+                f"'length' or 'linear' with {prefix}routing.name = {self.routing.name!r} "
+                "(it gives no activations; EM does)",
+            )
 
 
 def _routing_options(routing: RoutingConfig) -> dict:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+import capsjax.nn.config_rules as rules
 from capsjax.nn.interface import ModelOutput, check_images
 from capsjax.nn.layers import Conv2D
+from capsjax.ops.convolution import LOWERINGS
 
 
 @dataclasses.dataclass(frozen=True)
-class CNNConfig:
+class CNNConfig(rules.Checked):
     """The paper's baseline CNN (sec. 5): conv 256, 256, 128 (5x5, stride 1, SAME), FC 328, 192,
     dropout, softmax; 35.4M parameters on MNIST."""
 
@@ -25,6 +28,17 @@ class CNNConfig:
     dropout: float = 0.5
     conv_lowering: str = "auto"
     compute_dtype: str = "float32"
+
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "image_shape": rules.IMAGE_SHAPE,
+        "num_classes": rules.NUM_CLASSES,
+        "conv_channels": rules.sizes(),
+        "kernel_size": rules.KERNEL,
+        "hidden": rules.sizes(),
+        "dropout": rules.BELOW_ONE,
+        "conv_lowering": rules.one_of(LOWERINGS),
+        "compute_dtype": rules.COMPUTE_DTYPE,
+    }
 
 
 class BaselineCNN(nnx.Module):

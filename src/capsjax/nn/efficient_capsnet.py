@@ -8,21 +8,23 @@ learned log priors, and the reconstruction decoder of :class:`capsjax.CapsNet`.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+import capsjax.nn.config_rules as rules
 from capsjax.nn.interface import ModelOutput, check_images
 from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, RoutedCapsules
 from capsjax.ops.attention_routing import efficient_squash
-from capsjax.ops.convolution import conv_output_size
+from capsjax.ops.convolution import LOWERINGS, conv_output_size
 from capsjax.ops.squashing import safe_norm
 
 
 @dataclasses.dataclass(frozen=True)
-class EfficientCapsNetConfig:
+class EfficientCapsNetConfig(rules.Checked):
     """The Efficient-CapsNet architecture. The defaults are the paper's MNIST network: 161,824
     parameters without the decoder (the paper's "161K"), 1,573,168 with it.
 
@@ -49,6 +51,51 @@ class EfficientCapsNetConfig:
     batch_norm_epsilon: float = 1e-3
     conv_lowering: str = "auto"
     compute_dtype: str = "float32"
+
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "image_shape": rules.IMAGE_SHAPE,
+        "num_classes": rules.NUM_CLASSES,
+        "conv_channels": rules.sizes(non_empty=True),
+        "conv_kernels": rules.sizes(rules.MAX_IMAGE_SIDE, non_empty=True),
+        "conv_strides": rules.sizes(rules.MAX_IMAGE_SIDE, non_empty=True),
+        "primary_kernel": rules.KERNEL,
+        "primary_dim": rules.SIZE,
+        "class_dim": rules.SIZE,
+        "decoder_hidden": rules.sizes(),
+        "w_init_std": rules.POSITIVE_NUMBER,
+        "batch_norm_momentum": rules.BELOW_ONE,
+        "batch_norm_epsilon": rules.POSITIVE_NUMBER,
+        "conv_lowering": rules.one_of(LOWERINGS),
+        "compute_dtype": rules.COMPUTE_DTYPE,
+    }
+
+    def check_together(self, prefix: str = "config.") -> None:
+        """One kernel and stride per convolution; capsules cut evenly from the last one; the image fits every layer.
+
+        Raises:
+          ConfigError: one line naming the fields that do not fit together.
+        """
+        channels = f"{prefix}conv_channels = {self.conv_channels}"
+        for name in ("conv_kernels", "conv_strides"):
+            value = getattr(self, name)
+            if len(value) != len(self.conv_channels):
+                expected = f"{len(self.conv_channels)} entries, one per entry of {channels}"
+                raise rules.refuse(prefix + name, value, expected)
+        if self.conv_channels[-1] % self.primary_dim:
+            raise rules.refuse(
+                f"{prefix}conv_channels",
+                self.conv_channels,
+                f"a last entry that is a multiple of {prefix}primary_dim = {self.primary_dim} "
+                "(the depthwise conv's channels are cut into capsules)",
+            )
+        smallest = _smallest_image(self)
+        if min(self.image_shape[:2]) < smallest:
+            raise rules.refuse(
+                f"{prefix}image_shape",
+                self.image_shape,
+                f"at least {smallest}x{smallest} for {prefix}conv_kernels = {self.conv_kernels}, "
+                f"{prefix}conv_strides = {self.conv_strides} and {prefix}primary_kernel = {self.primary_kernel}",
+            )
 
 
 def _check_layout(config: EfficientCapsNetConfig) -> None:

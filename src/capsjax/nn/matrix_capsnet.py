@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+import capsjax.nn.config_rules as rules
+from capsjax.errors import ConfigError
 from capsjax.nn.interface import ModelOutput, check_images
 from capsjax.nn.layers import Conv2D
 from capsjax.nn.matrix_capsules import ClassCapsules, ConvCapsules, PrimaryMatrixCapsules
-from capsjax.ops.convolution import conv_output_size
+from capsjax.ops.convolution import LOWERINGS, conv_output_size
 from capsjax.ops.matrix_votes import receptive_field_centres
 
 PRESETS = {
@@ -24,7 +27,7 @@ smallNORB), ``"small"`` the paper's smaller network A=64, B=8, C=D=16 (68K; 67,1
 
 
 @dataclasses.dataclass(frozen=True)
-class MatrixCapsNetConfig:
+class MatrixCapsNetConfig(rules.Checked):
     """The matrix capsule network. The defaults are the paper's smallNORB network (A=B=C=D=32) on
     32x32 grayscale crops with 5 classes; :meth:`preset` gives the named sizes of :data:`PRESETS`.
 
@@ -48,12 +51,49 @@ class MatrixCapsNetConfig:
     conv_lowering: str = "auto"
     compute_dtype: str = "float32"  # of the two convolutions; EM routing always runs in float32
 
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "image_shape": rules.IMAGE_SHAPE,
+        "num_classes": rules.NUM_CLASSES,
+        "conv_channels": rules.SIZE,
+        "conv_kernel": rules.KERNEL,
+        "conv_stride": rules.KERNEL,
+        "primary_types": rules.SIZE,
+        "caps1_types": rules.SIZE,
+        "caps1_kernel": rules.KERNEL,
+        "caps1_stride": rules.KERNEL,
+        "caps2_types": rules.SIZE,
+        "caps2_kernel": rules.KERNEL,
+        "caps2_stride": rules.KERNEL,
+        "num_iters": rules.NUM_ITERS,
+        "conv_lowering": rules.one_of(LOWERINGS),
+        "compute_dtype": rules.COMPUTE_DTYPE,
+    }
+
     @classmethod
     def preset(cls, name: str, **overrides) -> MatrixCapsNetConfig:
-        """The config of a named size (``"paper"`` or ``"small"``), with any other fields overridden."""
+        """The config of a named size (``"paper"`` or ``"small"``), with any other fields overridden.
+
+        Raises:
+          ConfigError: an unknown name.
+        """
         if name not in PRESETS:
-            raise ValueError(f"name: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"name: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**(PRESETS[name] | overrides))
+
+    def check_together(self, prefix: str = "config.") -> None:
+        """The image fits the convolution and both convolutional capsule layers.
+
+        Raises:
+          ConfigError: one line naming the image shape and the kernels and strides.
+        """
+        smallest = smallest_image(self.layer_geometry())
+        if min(self.image_shape[:2]) < smallest:
+            layers = ", ".join(
+                f"{prefix}{name}_kernel = {getattr(self, name + '_kernel')}, "
+                f"{prefix}{name}_stride = {getattr(self, name + '_stride')}"
+                for name in ("conv", "caps1", "caps2")
+            )
+            raise rules.refuse(f"{prefix}image_shape", self.image_shape, f"at least {smallest}x{smallest} for {layers}")
 
     def layer_geometry(self) -> tuple[tuple[int, int], ...]:
         """``(kernel, stride)`` of the four VALID convolutions over positions, from the image up."""

@@ -135,3 +135,9 @@ def restart_state(state: TrainState, params: nnx.State, optim: OptimConfig) -> T
     """A new run's first state holding ``params`` (e.g. trained weights, same layout as
     ``state.params``): step 0, a fresh optimizer state for ``optim``, ``state``'s PRNG key."""
     return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(optim).init(trainable(params)), state.rng)
+
+
+def abstract_state(config: TrainConfig) -> TrainState:
+    """The shapes and dtypes of :func:`init_state`'s state (``jax.ShapeDtypeStruct`` leaves), computed
+    without allocating anything: what a file or checkpoint is checked against before a model is built."""
+    return jax.eval_shape(lambda: init_state(config)[1])

@@ -6,9 +6,14 @@ norm (kept in float32 whatever ``dtype``: a few hundred numbers that every norma
 by); ``load_weights(path)`` returns the model with float32 parameters, in evaluation mode,
 ``read_weights(path)`` the pieces (config, graph, parameters), ``fitting_params`` the parameters a
 new run starts from (``capsjax train --init-weights``), ``average_weights`` one file holding the mean
-of several files of one model (a uniform "model soup"). bfloat16 halves the file
-(the paper's CapsNet: 16.4 MB instead of 32.9); accuracy must be measured from the stored file, after
-that reduction: ``capsjax eval --weights FILE``.
+of several files of one model (a uniform "model soup"), ``write_weights`` a file from a config and
+variables. bfloat16 halves the file (the paper's CapsNet: 16.4 MB instead of 32.9); accuracy must be
+measured from the stored file, after that reduction: ``capsjax eval --weights FILE``.
+
+A weights file is input from anywhere: reading one checks it whole (its config, the shapes its
+config implies, every value finite) before anything the size of its model is allocated, and refuses
+it with one :class:`~capsjax.errors.WeightsError` line naming the file. Files are written atomically
+(:mod:`capsjax.data.atomic`): a full disk leaves the previous file and no temporary one.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
+import typing
 from typing import NamedTuple
 
 import jax
@@ -25,13 +32,27 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 
+from capsjax.data.atomic import write_bytes
+from capsjax.errors import ConfigError, StorageError, UsageError, WeightsError
 from capsjax.nn.interface import with_mode
 from capsjax.training.checkpoint import restore_params
-from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict
+from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict, validate
 from capsjax.training.state import create_model, split_model
 
 FORMAT = "capsjax-weights-1"
 STORAGE_DTYPES = ("bfloat16", "float32")
+_STORED_DTYPES = tuple(np.dtype(jnp.dtype(name)) for name in STORAGE_DTYPES)
+MAX_PARAMETERS = 2**31
+"""The most scalars a weights file's model may have on any machine (8 GiB in float32; the paper's
+CapsNet has 8.2 million, its baseline CNN 35.4 million): a config asking for more is refused before
+anything is built (:func:`parameter_limit`)."""
+# What msgpack (its decoding errors derive from ValueError) and flax's array decoding raise on bytes
+# that are not a weights file, or are cut short.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No weights file at the path given."""
 
 
 class Weights(NamedTuple):
@@ -54,11 +75,41 @@ def _storage_dict(params: nnx.State, dtype: str) -> dict:
     return nnx.to_pure_dict(nnx.map_state(for_storage, params))
 
 
-def _write_weights(
-    path: pathlib.Path, config: TrainConfig, class_names: list[str] | None, params: nnx.State, dtype: str, **extra
+def _check_dtype(dtype: str) -> None:
+    if dtype not in STORAGE_DTYPES:
+        raise UsageError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+
+
+def write_weights(
+    path: str | os.PathLike,
+    config: TrainConfig,
+    params: nnx.State,
+    *,
+    class_names: list[str] | None = None,
+    dtype: str = "bfloat16",
+    **extra,
 ) -> dict:
-    """Write a weights file at once (never half a file): the format tag, ``config`` and ``class_names``
-    (JSON), ``extra`` fields (JSON) and ``params`` stored in ``dtype``; its path, size, SHA-256 and counts."""
+    """Write a model's variables with its config as a weights file, atomically (never half a file).
+
+    Args:
+      path: the file to write; its folder is made if needed.
+      config: the config of the model ``params`` belong to (stored as JSON).
+      params: the model's variables (:func:`~capsjax.training.state.split_model`, like
+        ``TrainState.params``): parameters stored in ``dtype``, batch statistics in float32.
+      class_names: label k's name, one per class, or None.
+      dtype: storage precision of the parameters, ``"bfloat16"`` or ``"float32"``.
+      **extra: more fields to record beside them (stored as JSON), e.g. ``averaged_from``.
+
+    Returns:
+      ``{"path", "bytes", "sha256", "dtype", "parameters"}`` (``parameters``: the number of
+      ``nnx.Param`` scalars; batch statistics are stored but not counted).
+
+    Raises:
+      UsageError: ``dtype`` is not a storage dtype.
+      StorageError: the file cannot be written (a full disk, no permission), naming ``path``; a
+        previous file there is kept and no temporary file is left.
+    """
+    _check_dtype(dtype)
     record = {
         "format": FORMAT,
         "config": json.dumps(to_dict(config)),
@@ -66,14 +117,12 @@ def _write_weights(
         **{key: json.dumps(value) for key, value in extra.items()},
         "params": _storage_dict(params, dtype),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(serialization.msgpack_serialize(record))
-    os.replace(partial, path)
+    data = serialization.msgpack_serialize(record)
+    write_bytes(path, data)
     return {
         "path": str(path),
-        "bytes": path.stat().st_size,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "dtype": dtype,
         "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.filter_state(params, nnx.Param)))),
     }
@@ -82,19 +131,22 @@ def _write_weights(
 def export_weights(
     workdir: str | os.PathLike, path: str | os.PathLike, *, step: int | None = None, dtype: str = "bfloat16"
 ) -> dict:
-    """Write checkpoint ``step`` (default: the latest) of a run as a weights file.
+    """Write checkpoint ``step`` (default: the latest) of a run as a weights file (:func:`write_weights`).
 
     Returns:
       ``{"path", "bytes", "sha256", "dtype", "parameters"}`` (``parameters``: the number of
       ``nnx.Param`` scalars; batch statistics are stored but not counted).
+
+    Raises:
+      UsageError: ``dtype`` is not a storage dtype.
+      StorageError: the file cannot be written, naming ``path`` (the previous file, if any, is kept).
     """
-    if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+    _check_dtype(dtype)
     workdir = pathlib.Path(workdir)
     config, _, params = restore_params(workdir, step=step)
     config = dataclasses.replace(config, init_weights=None)  # the model and recipe, not where a run began
     class_names = recorded_class_names(workdir / "config.json")
-    return _write_weights(pathlib.Path(path), config, class_names, params, dtype)
+    return write_weights(path, config, params, class_names=class_names, dtype=dtype)
 
 
 def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike, *, dtype: str = "bfloat16") -> dict:
@@ -118,30 +170,33 @@ def average_weights(sources: list[str | os.PathLike], output: str | os.PathLike,
       what ``export_weights`` returns, with ``averaged_from`` (the sources' SHA-256, in order).
 
     Raises:
-      FileNotFoundError: a file is missing.
-      ValueError: one line: fewer than two files, a file that is not weights, or a file whose model,
-        model config or classes differ from the first file's (naming the first difference).
+      WeightsNotFoundError: a file is missing (a ``FileNotFoundError``).
+      UsageError: fewer than two files, or ``dtype`` is not a storage dtype.
+      WeightsError: one line: a file that is not weights (see :func:`read_weights`), or a file whose
+        model, model config or classes differ from the first file's (naming the first difference).
+      StorageError: ``output`` cannot be written, naming it (the previous file, if any, is kept).
 
     Example::
 
         average_weights(["runs/a.msgpack", "runs/b.msgpack"], "weights/soup.msgpack")
     """
-    if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+    _check_dtype(dtype)
     if len(sources) < 2:
-        raise ValueError(f"average_weights: give two or more weights files, got {len(sources)}")
+        raise UsageError(f"average_weights: give two or more weights files, got {len(sources)}")
     for source in sources:
         if not pathlib.Path(source).is_file():
-            raise FileNotFoundError(f"{source}: no such weights file")
+            raise WeightsNotFoundError(f"{source}: no such weights file")
     sha256 = [hashlib.sha256(pathlib.Path(source).read_bytes()).hexdigest() for source in sources]
     members = [read_weights(source) for source in sources]
     for source, member in zip(sources[1:], members[1:], strict=True):
         difference = _model_difference(member, members[0])
         if difference is not None:
-            raise ValueError(f"{source} does not fit {sources[0]}: {difference}")
+            raise WeightsError(f"{source} does not fit {sources[0]}: {difference}")
     params = _mean_params([member.params for member in members])
     first = members[0]
-    written = _write_weights(pathlib.Path(output), first.config, first.class_names, params, dtype, averaged_from=sha256)
+    written = write_weights(
+        output, first.config, params, class_names=first.class_names, dtype=dtype, averaged_from=sha256
+    )
     return {**written, "averaged_from": sha256}
 
 
@@ -173,28 +228,209 @@ def _mean_params(states: list[nnx.State]) -> nnx.State:
 
 
 def read_weights(path: str | os.PathLike) -> Weights:
-    """The config, graph and float32 parameters stored in a weights file.
+    """The config, graph and float32 parameters stored in a weights file, checked before anything is built.
+
+    The file is checked in this order, and nothing the size of the model is allocated before the last
+    check: it is a capsjax weights file (msgpack with the format tag, a ``"config"`` and ``"params"``);
+    its config names only settings that exist (at every level) and passes
+    :func:`capsjax.training.config.validate`; its class names, if any, are one per class; the model
+    its config describes can be built, and holds at most :func:`parameter_limit` scalars (its
+    variables' shapes come from ``nnx.eval_shape``, which allocates nothing); every variable of that
+    model is in the file with the same shape (bfloat16 or float32), and no other; and every stored
+    value is finite. The model's graph is the abstract model's: no random initialisation is made.
 
     Raises:
-      ValueError: the file is not a capsjax weights file, or its parameters do not fit its config.
+      WeightsNotFoundError: no file at ``path`` (a ``FileNotFoundError``).
+      WeightsError: one line naming the file and what is wrong: not a weights file (not msgpack,
+        cut short, no format tag), no config, an unknown config setting (its dotted name, e.g.
+        ``config.capsnet.routing.num_iterz``), a config value the config's validation refuses (its
+        field), a model too large for this machine, the first variable that is missing, unexpected,
+        of another shape or dtype, or not finite (its path, e.g. ``decoder/layers/0/kernel``).
+      StorageError: the file exists but cannot be read.
     """
     path = pathlib.Path(path)
+    record = _read_record(path)
+    config = _read_config(path, record["config"])
+    class_names = _read_class_names(path, record.get("class_names", "null"), config)
+    graphdef, params = _abstract_variables(path, config)
+    nnx.replace_by_pure_dict(params, _stored_variables(path, record["params"], nnx.to_pure_dict(params)))
+    return Weights(config, graphdef, params, class_names)
+
+
+def parameter_limit() -> int:
+    """The most scalars (parameters and batch statistics) the model of a weights file may have:
+    :data:`MAX_PARAMETERS`, or fewer where this machine's memory cannot hold them in float32."""
     try:
-        record = serialization.msgpack_restore(path.read_bytes())
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"{path}: not a capsjax weights file ({err})") from None
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return MAX_PARAMETERS
+    return min(MAX_PARAMETERS, memory // 4)
+
+
+def _read_record(path: pathlib.Path) -> dict:
+    """The msgpack record of a weights file, with its format tag, ``"config"`` and ``"params"`` present."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WeightsNotFoundError(f"{path}: no such weights file") from None
+    except OSError as err:
+        raise StorageError(err.errno, f"cannot read the weights file ({err.strerror or err})", str(path)) from None
+    try:
+        record = serialization.msgpack_restore(data)
+    except _UNREADABLE as err:
+        raise WeightsError(f"{path}: not a capsjax weights file ({_first_line(err)})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a capsjax weights file (format tag {FORMAT!r} missing)")
-    config = from_dict(TrainConfig, json.loads(record["config"]))
-    graphdef, params = split_model(create_model(config))
-    stored = jax.tree.map(lambda x: np.asarray(x, np.float32), record["params"])
-    expected = nnx.to_pure_dict(params)
-    if jax.tree.structure(stored) != jax.tree.structure(expected) or any(
-        a.shape != b.shape for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(expected), strict=True)
+        raise WeightsError(f"{path}: not a capsjax weights file (format tag {FORMAT!r} missing)")
+    for key in ("config", "params"):
+        if key not in record:
+            raise WeightsError(f"{path}: a capsjax weights file without its {key!r}; export it again")
+    return record
+
+
+def _read_config(path: pathlib.Path, text) -> TrainConfig:
+    """The validated config of a weights file from its JSON ``text``; unknown settings are refused."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise WeightsError(f"{path}: its config is not JSON text ({_first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: its config is not a JSON object but {type(data).__name__}")
+    problem = _config_problem(TrainConfig, data, "config")
+    if problem is not None:
+        raise WeightsError(f"{path}: {problem}")
+    try:
+        return validate(from_dict(TrainConfig, data))
+    except ConfigError as err:
+        raise WeightsError(f"{path}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: its config cannot be read ({_first_line(err)})") from None
+
+
+def _config_problem(cls, data: dict, prefix: str) -> str | None:
+    """The first key of ``data`` (a config record of dataclass ``cls``, at dotted ``prefix``) that
+    ``cls`` has no field for, or that holds no JSON object where a group of settings belongs or no
+    list where a tuple does, in words; None when there is none. Missing keys are allowed: a file
+    written before a setting existed gets its default."""
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls)}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if key not in fields:
+            return f"{name} is not a setting of {cls.__name__}: remove it (a file of another capsjax version?)"
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                return f"{name} = {_short(value)}: expected a group of settings (a JSON object)"
+            problem = _config_problem(hint, value, name)
+            if problem is not None:
+                return problem
+        elif typing.get_origin(hint) is tuple and not isinstance(value, list):
+            return f"{name} = {_short(value)}: expected a list"
+    return None
+
+
+def _read_class_names(path: pathlib.Path, text, config: TrainConfig) -> list[str] | None:
+    """The class names of a weights file (None, or one name per class of its model)."""
+    try:
+        names = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        names = ...  # neither None nor a list: refused below
+    classes = getattr(config, config.model).num_classes
+    if names is not None and not (
+        isinstance(names, list) and len(names) == classes and all(isinstance(name, str) for name in names)
     ):
-        raise ValueError(f"{path}: its parameters do not match the model its config describes")
-    nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, stored))
-    return Weights(config, graphdef, params, json.loads(record["class_names"]))
+        raise WeightsError(f"{path}: its class_names are not {classes} names, one per class of its {config.model}")
+    return names
+
+
+def _abstract_variables(path: pathlib.Path, config: TrainConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph and the abstract variables (``jax.ShapeDtypeStruct`` values) of the model ``config``
+    describes, from ``nnx.eval_shape``: nothing is allocated; refused above :func:`parameter_limit`."""
+    try:
+        graphdef, params = split_model(nnx.eval_shape(lambda: create_model(config)))
+    except (TypeError, ValueError, OverflowError) as err:
+        raise WeightsError(
+            f"{path}: its config describes no {config.model} that can be built ({_first_line(err)})"
+        ) from None
+    count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+    limit = parameter_limit()
+    if count > limit:
+        raise WeightsError(
+            f"{path}: its config describes a {config.model} of {count:,} parameters, more than the {limit:,} "
+            "this machine can hold: the file is damaged, or made for a larger machine"
+        )
+    return graphdef, params
+
+
+def _stored_variables(path: pathlib.Path, stored, expected: dict) -> dict:
+    """The file's variables as float32 arrays in the structure of ``expected`` (the abstract model's
+    pure dict), once every variable is there with its shape, in a storage dtype, and finite."""
+    if not isinstance(stored, dict):
+        raise WeightsError(f"{path}: its params are not a tree of arrays but {type(stored).__name__}")
+    stored = _flat(stored)
+    wanted = {_path_name(key): leaf for key, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    for name in sorted(stored.keys() | wanted.keys()):
+        problem = _variable_problem(name, stored.get(name, _ABSENT), wanted.get(name, _ABSENT))
+        if problem is not None:
+            raise WeightsError(f"{path}: its parameters do not match the model its config describes: {problem}")
+    values = {}
+    for name in sorted(stored):
+        value = np.asarray(stored[name], np.float32)
+        finite = np.isfinite(value)
+        if not finite.all():
+            raise WeightsError(
+                f"{path}: {name} holds {value.size - int(finite.sum())} non-finite values (NaN or inf) of "
+                f"{value.size}: the weights are damaged; export them again from a checkpoint with finite values"
+            )
+        values[name] = value
+    return jax.tree_util.tree_map_with_path(lambda key, _: jnp.asarray(values[_path_name(key)]), expected)
+
+
+_ABSENT = object()
+
+
+def _variable_problem(name: str, stored, wanted) -> str | None:
+    """What is wrong with stored variable ``name`` (an array, or ``_ABSENT``) given the model's abstract
+    one (a ``jax.ShapeDtypeStruct``, or ``_ABSENT`` when the model has none); None when it fits."""
+    if stored is _ABSENT:
+        return f"{name} {tuple(wanted.shape)} is missing from the file"
+    if wanted is _ABSENT:
+        return f"{name} is in the file but not in the model"
+    if not isinstance(stored, np.ndarray | np.generic):
+        return f"{name} is not an array but {type(stored).__name__}"
+    if stored.dtype not in _STORED_DTYPES:
+        return f"{name} has dtype {stored.dtype}, expected one of {STORAGE_DTYPES}"
+    if tuple(stored.shape) != tuple(wanted.shape):
+        return f"{name} has shape {tuple(stored.shape)} in the file, {tuple(wanted.shape)} in the model"
+    return None
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """The leaves of a nested dict by path, ``{"decoder/layers/0/kernel": leaf}`` (an empty dict has none)."""
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves |= _flat(value, f"{prefix}{key}/")
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def _path_name(key_path) -> str:
+    """``"a/b/kernel"`` for a JAX key path."""
+    return "/".join(str(getattr(key, "key", getattr(key, "idx", key))) for key in key_path)
+
+
+def _short(value, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message (or its type's name when it has none)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _first_mismatch(stored: dict, expected: dict) -> str | None:
@@ -202,7 +438,7 @@ def _first_mismatch(stored: dict, expected: dict) -> str | None:
     stored_leaves = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
     expected_leaves = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
     for key in sorted(set(stored_leaves) | set(expected_leaves), key=str):
-        name = "/".join(str(getattr(k, "key", k)) for k in key)
+        name = _path_name(key)
         if key not in stored_leaves:
             return f"{name} is missing from the file"
         if key not in expected_leaves:
@@ -218,15 +454,15 @@ def fitting_params(path: str | os.PathLike, params: nnx.State, *, model: str) ->
     with (``capsjax train --init-weights``).
 
     Raises:
-      FileNotFoundError: no file at ``path``.
-      ValueError: one line naming the first variable that does not fit (another model, other sizes,
-        another number of classes), or the file is not a weights file.
+      WeightsNotFoundError: no file at ``path`` (a ``FileNotFoundError``).
+      WeightsError: one line naming the first variable that does not fit (another model, other sizes,
+        another number of classes), or what :func:`read_weights` refuses in the file.
     """
     weights = read_weights(path)
     stored, expected = nnx.to_pure_dict(weights.params), nnx.to_pure_dict(params)
     mismatch = _first_mismatch(stored, expected)
     if mismatch is not None:
-        raise ValueError(
+        raise WeightsError(
             f"config.init_weights = {str(path)!r}: its {weights.config.model} does not fit "
             f"this run's {model}: {mismatch}"
         )
@@ -236,7 +472,11 @@ def fitting_params(path: str | os.PathLike, params: nnx.State, *, model: str) ->
 
 
 def load_weights(path: str | os.PathLike) -> nnx.Module:
-    """The trained model stored in a weights file, with float32 parameters.
+    """The trained model stored in a weights file, with float32 parameters, in evaluation mode.
+
+    The file is checked whole before the model is built (:func:`read_weights`, which says what it
+    raises: a missing file, a damaged one, a config that describes another or an oversized model,
+    non-finite values).
 
     Example (a file written by ``capsjax export``)::
 

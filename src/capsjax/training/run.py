@@ -1,0 +1,284 @@
+"""Prepare, then run: a run checked whole before its first byte is written.
+
+:func:`prepare_run` turns a config, the data options and a work directory into a
+:class:`PreparedRun`: the work directory claimed (:mod:`capsjax.training.workdir`), the data found
+and loaded, the model sized to it, every rule of the config applied once, the initial weights,
+the teachers and a resumed checkpoint checked against the model's shapes (``jax.eval_shape``:
+nothing is allocated for a model that does not fit), the data of a resumed run checked against
+the data it trained on. Only then does :mod:`capsjax.training.loop` write anything. A finished run
+resumed is prepared as finished: its results are returned, never recomputed or overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import pathlib
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from capsjax.data.dataset import ArrayDataset
+from capsjax.errors import ConfigError, WorkdirError
+from capsjax.nn.registry import MODELS
+from capsjax.training.checkpoint import Checkpointer
+from capsjax.training.config import (
+    TrainConfig,
+    check_augmentation,
+    config_warnings,
+    read_config,
+    recorded_data_dir,
+    validate,
+)
+from capsjax.training.datasets import load_data_split
+from capsjax.training.distributed import first_line, is_primary
+from capsjax.training.state import abstract_state, create_model, split_model
+from capsjax.training.steps import teacher_scores
+from capsjax.training.weights import fitting_params, read_weights
+from capsjax.training.workdir import claim_workdir
+
+log = logging.getLogger("capsjax")
+
+Teacher = tuple[nnx.GraphDef, nnx.State]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedRun:
+    """Everything a run needs, checked: what :func:`capsjax.training.loop.run_training` runs.
+
+    Attributes:
+      config: the config, sized to the data and validated.
+      workdir: the claimed work directory.
+      train_set, test_set: the data.
+      data_dir: the folder the data came from (recorded in ``config.json`` for eval and --resume).
+      class_names: label k's name, for data that has names.
+      resume_step: the checkpoint step the run continues from; None for a new run.
+      init_params: the variables of ``config.init_weights`` fitted to the model; None otherwise.
+      teachers: ``(graph, params)`` of each of ``config.teachers``.
+      finished: the summary of a finished run that was resumed (nothing is left to do); else None.
+      primary: this process writes the run's files (process 0 of a distributed run).
+    """
+
+    config: TrainConfig
+    workdir: pathlib.Path
+    train_set: ArrayDataset
+    test_set: ArrayDataset
+    data_dir: str | None
+    class_names: tuple[str, ...] | None
+    resume_step: int | None
+    init_params: nnx.State | None
+    teachers: tuple[Teacher, ...]
+    finished: dict | None
+    primary: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_set) // self.config.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+
+def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: ArrayDataset) -> TrainConfig:
+    """``config`` with every model's ``image_shape`` and ``num_classes`` taken from the data: the
+    test images' shape (training crops to it), and the number of class names the dataset has, or
+    else its largest label + 1. The sized config is validated afterwards, by :func:`prepare_run`.
+
+    Raises:
+      ConfigError: the train and test images differ in size, or a label exceeds the classes.
+    """
+    shape = tuple(int(d) for d in test_set.images.shape[1:])  # what the model sees (train crops to it)
+    train_shape = tuple(int(d) for d in train_set.images.shape[1:])
+    crop = config.data.crop
+    expected = (crop, crop, shape[2]) if crop and train_shape[0] > crop else train_shape
+    if expected != shape:
+        raise ConfigError(f"{train_set.source}: the train images are {train_shape} but the test images {shape}")
+    largest = int(max(train_set.labels.max(initial=0), test_set.labels.max(initial=0)))
+    num_classes = len(train_set.class_names) if train_set.class_names else largest + 1
+    if num_classes < 2:
+        raise ConfigError(f"{train_set.source}: holds one class; a classifier needs images of at least two")
+    if largest >= num_classes:
+        raise ConfigError(f"{train_set.source}: label {largest} out of range for the dataset's {num_classes} classes")
+    sized = {
+        name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
+        for name in MODELS  # every model's config field is named as the model
+    }
+    if sized[config.model] != getattr(config, config.model):  # the model that trains, not the others
+        log.info("model sized to the data: images %s, %d classes", shape, num_classes)
+    return dataclasses.replace(config, **sized)
+
+
+def read_teachers(config: TrainConfig, abstract_params: nnx.State) -> tuple[Teacher, ...]:
+    """The models of ``config.teachers`` as ``(graph, params)``, checked against this run's model.
+
+    Raises:
+      ConfigError: one line, when a file is missing or its model does not give class scores of the
+        shape this run's model gives for the run's images.
+    """
+    image_shape = getattr(config, config.model).image_shape
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    graphdef = split_model(nnx.eval_shape(lambda: create_model(config)))[0]
+
+    def scores_shape(graph, params) -> tuple:
+        return jax.eval_shape(lambda p, x: teacher_scores([(graph, p)], x), params, images).shape
+
+    wanted = scores_shape(graphdef, abstract_params)
+    teachers = []
+    for path in config.teachers:
+        if not pathlib.Path(path).is_file():
+            raise ConfigError(f"config.teachers: {path!r}: no such file")
+        weights = read_weights(path)
+        try:
+            given = scores_shape(weights.graphdef, weights.params)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} cannot take this run's images "
+                f"{tuple(image_shape)}: {first_line(err)}"
+            ) from None
+        if given != wanted:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} gives class scores of shape {given} for "
+                f"images {tuple(image_shape)}, this run's model {wanted}"
+            )
+        teachers.append((weights.graphdef, weights.params))
+    return tuple(teachers)
+
+
+def _data_folder(train_set: ArrayDataset, data_dir) -> str | None:
+    """Where the data came from, as recorded for eval and --resume: its folder, or the folder given."""
+    source = pathlib.Path(train_set.source)
+    folder = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
+    return str(folder.absolute()) if folder else None
+
+
+def _finished_summary(workdir: pathlib.Path, latest_step: int | None, total_steps: int) -> dict | None:
+    """The summary of a completed run whose last checkpoint is its last step; None otherwise."""
+    path = workdir / "summary.json"
+    if latest_step is None or latest_step < total_steps or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged summary is written anew by the final evaluation
+    done = summary.get("status") == "completed" and summary.get("step") == latest_step
+    return summary if done and summary.get("test_accuracy") is not None else None
+
+
+def _check_resumed_data(config: TrainConfig, recorded: TrainConfig, workdir: pathlib.Path) -> None:
+    """Refuse to continue a run on other data than it trained on (``config.data``)."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(config.data)
+        if getattr(config.data, f.name) != getattr(recorded.data, f.name)
+    ]
+    if changed:
+        field = changed[0]
+        raise ConfigError(
+            f"--resume {workdir}: the run trained with config.data.{field} = {getattr(recorded.data, field)!r}, "
+            f"not {getattr(config.data, field)!r}; continue on the run's data, or train into a new --workdir"
+        )
+
+
+def _check_resumed_folder(run_folder: str | None, recorded_folder: str | None, workdir: pathlib.Path) -> None:
+    """Refuse to continue a run on data found in another folder than the one it recorded."""
+    if run_folder is not None and recorded_folder is not None and run_folder != recorded_folder:
+        raise ConfigError(
+            f"--resume {workdir}: the run trained on data from {recorded_folder}, not {run_folder}; leave out "
+            "--data-dir (the recorded folder is used), or train into a new --workdir"
+        )
+
+
+def _resumed_config(workdir: pathlib.Path, config: TrainConfig) -> tuple[TrainConfig | None, str | None]:
+    """``(config, data folder)`` recorded by the run in ``workdir``; ``(None, None)`` where none ran."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return None, None
+    recorded = read_config(path)
+    _check_resumed_data(config, recorded, workdir)
+    return recorded, recorded_data_dir(path)
+
+
+def _check_start(config: TrainConfig, recorded: TrainConfig | None, resume_step: int | None, workdir) -> None:
+    """A continued run keeps the initial weights it started from (--init-weights starts a new run only)."""
+    if resume_step is not None and recorded is not None and config.init_weights != recorded.init_weights:
+        raise ConfigError(
+            f"{workdir} already holds a checkpoint (step {resume_step}) of a run started from "
+            f"{recorded.init_weights or 'a random initialisation'}: --init-weights only starts a new run"
+        )
+    if config.init_weights and resume_step is None and not pathlib.Path(config.init_weights).is_file():
+        raise ConfigError(f"config.init_weights = {config.init_weights!r}: no such file")
+
+
+def _load_sized(config: TrainConfig, data_dir) -> tuple[TrainConfig, ArrayDataset, ArrayDataset]:
+    """The data, and ``config`` sized to it and checked whole (every rule, once)."""
+    train_set = load_data_split(config, "train", data_dir)
+    test_set = load_data_split(config, "test", data_dir)
+    config = validate(size_model_to_data(config, train_set, test_set))
+    check_augmentation(config, test_set.images.shape[1:], has_targets=train_set.targets is not None)
+    if len(train_set) < config.batch_size:
+        raise ConfigError(
+            f"config.batch_size = {config.batch_size}: larger than the training set ({len(train_set)} images)"
+        )
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
+    return config, train_set, test_set
+
+
+def _prepare(config: TrainConfig, workdir: pathlib.Path, *, data_dir, resume: bool, primary: bool) -> PreparedRun:
+    validate(config)  # the fields the data does not decide: fail before loading anything
+    with Checkpointer(workdir) as checkpointer:
+        latest = checkpointer.latest_step() if resume else None
+    recorded, recorded_folder = _resumed_config(workdir, config) if resume else (None, None)
+    _check_start(config, recorded, latest, workdir)
+    config, train_set, test_set = _load_sized(config, data_dir if data_dir is not None else recorded_folder)
+    data_folder = _data_folder(train_set, data_dir if data_dir is not None else recorded_folder)
+    _check_resumed_folder(data_folder, recorded_folder, workdir)
+    state_shapes = abstract_state(config)
+    run = dict(config=config, workdir=workdir, train_set=train_set, test_set=test_set, primary=primary)
+    run |= dict(data_dir=data_folder, class_names=train_set.class_names)
+    if latest is not None:
+        with Checkpointer(workdir) as checkpointer:
+            latest = checkpointer.check_compatible(state_shapes)  # the newest readable one
+        finished = _finished_summary(workdir, latest, len(train_set) // config.batch_size * config.epochs)
+        return PreparedRun(**run, resume_step=latest, init_params=None, teachers=(), finished=finished)
+    init_params = None
+    if config.init_weights:
+        init_params = fitting_params(config.init_weights, state_shapes.params, model=config.model)
+        log.info("starting from the weights in %s", config.init_weights)
+    teachers = read_teachers(config, state_shapes.params)
+    return PreparedRun(**run, resume_step=None, init_params=init_params, teachers=teachers, finished=None)
+
+
+@contextlib.contextmanager
+def prepare_run(
+    config: TrainConfig, workdir: str | pathlib.Path, *, data_dir=None, resume: bool = False
+) -> Iterator[PreparedRun]:
+    """Claim ``workdir`` and check the whole run; yields the :class:`PreparedRun`, holding the claim.
+
+    Args:
+      config: the run's config (its model is sized to the data here).
+      workdir: the run's folder (created; a new run needs one without another run's files).
+      data_dir: a folder of data files (it must exist); None: the recorded folder of a resumed run,
+        or else where :func:`capsjax.data.sources.load_dataset` looks.
+      resume: continue the run in ``workdir`` from its latest checkpoint.
+
+    Raises:
+      CapsjaxError: one line, before anything is written (a ConfigError, DataError, WeightsError or
+        WorkdirError naming the field, file or folder).
+    """
+    primary = is_primary()
+    with claim_workdir(workdir, resume=resume, exclusive=primary) as claimed:
+        yield _prepare(config, claimed, data_dir=data_dir, resume=resume, primary=primary)
+
+
+def teachers_of(run: PreparedRun, replicate) -> Sequence[Teacher]:
+    """The run's teachers with their parameters placed by ``replicate`` (e.g. ``Sharding.replicated``)."""
+    return [(graph, replicate(params)) for graph, params in run.teachers]
+
+
+__all__ = ["PreparedRun", "WorkdirError", "prepare_run", "read_teachers", "size_model_to_data", "teachers_of"]
