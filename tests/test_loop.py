@@ -429,7 +429,7 @@ def test_sizing_logs_only_when_the_trained_model_changes(caplog):
 
     from capsjax.data.dataset import ArrayDataset
     from capsjax.training.config import TrainConfig
-    from capsjax.training.loop import size_model_to_data
+    from capsjax.training.datasets import size_model_to_data
 
     def data(shape, classes):
         return ArrayDataset(np.zeros((classes, *shape), np.uint8), np.arange(classes, dtype=np.int32), "made here")

@@ -154,7 +154,7 @@ def test_ctrl_c_at_start_up_is_one_line_and_leaves_nothing(tmp_path, fake_data, 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("capsjax.training.run.load_data_split", interrupted)
+    monkeypatch.setattr("capsjax.training.datasets.load_data_split", interrupted)
     workdir = tmp_path / "run"
     assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--data-dir", str(fake_data)]) == 130
     assert capsys.readouterr().err.strip() == "capsjax train: interrupted"

@@ -39,11 +39,12 @@ from capsjax.errors import DistributedError, NonFiniteError, WorkdirError
 from capsjax.nn.registry import count_params
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import TrainConfig, save_config
+from capsjax.training.datasets import size_model_to_data
 from capsjax.training.distributed import any_process, first_line, is_peer_failure
 from capsjax.training.evaluation import evaluate, model_outputs
 from capsjax.training.ledger import Ledger, summarise
 from capsjax.training.metrics import MetricWriter, NoMetricWriter
-from capsjax.training.run import PreparedRun, prepare_run, size_model_to_data, teachers_of
+from capsjax.training.run import PreparedRun, prepare_run, teachers_of
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import TrainState, evaluation_params, init_state, restart_state
 from capsjax.training.steps import make_eval_step, make_train_step

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import pathlib
 from collections.abc import Iterator, Sequence
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from capsjax.data.dataset import ArrayDataset
-from capsjax.errors import ConfigError, WorkdirError
-from capsjax.nn.registry import MODELS
+from capsjax.errors import ConfigError
 from capsjax.training.checkpoint import Checkpointer
 from capsjax.training.config import (
     TrainConfig,
@@ -34,12 +30,11 @@ from capsjax.training.config import (
     recorded_data_dir,
     validate,
 )
-from capsjax.training.datasets import load_data_split
-from capsjax.training.distributed import first_line, is_primary
-from capsjax.training.state import abstract_state, create_model, split_model
-from capsjax.training.steps import teacher_scores
-from capsjax.training.weights import fitting_params, read_weights
-from capsjax.training.workdir import claim_workdir
+from capsjax.training.datasets import load_sized_data
+from capsjax.training.distributed import is_primary
+from capsjax.training.state import abstract_model
+from capsjax.training.weights import fitting_params, read_teachers
+from capsjax.training.workdir import claim_workdir, finished_summary
 
 log = logging.getLogger("capsjax")
 
@@ -84,89 +79,11 @@ class PreparedRun:
         return self.steps_per_epoch * self.config.epochs
 
 
-def size_model_to_data(config: TrainConfig, train_set: ArrayDataset, test_set: ArrayDataset) -> TrainConfig:
-    """``config`` with every model's ``image_shape`` and ``num_classes`` taken from the data: the
-    test images' shape (training crops to it), and the number of class names the dataset has, or
-    else its largest label + 1. The sized config is validated afterwards, by :func:`prepare_run`.
-
-    Raises:
-      ConfigError: the train and test images differ in size, or a label exceeds the classes.
-    """
-    shape = tuple(int(d) for d in test_set.images.shape[1:])  # what the model sees (train crops to it)
-    train_shape = tuple(int(d) for d in train_set.images.shape[1:])
-    crop = config.data.crop
-    expected = (crop, crop, shape[2]) if crop and train_shape[0] > crop else train_shape
-    if expected != shape:
-        raise ConfigError(f"{train_set.source}: the train images are {train_shape} but the test images {shape}")
-    largest = int(max(train_set.labels.max(initial=0), test_set.labels.max(initial=0)))
-    num_classes = len(train_set.class_names) if train_set.class_names else largest + 1
-    if num_classes < 2:
-        raise ConfigError(f"{train_set.source}: holds one class; a classifier needs images of at least two")
-    if largest >= num_classes:
-        raise ConfigError(f"{train_set.source}: label {largest} out of range for the dataset's {num_classes} classes")
-    sized = {
-        name: dataclasses.replace(getattr(config, name), image_shape=shape, num_classes=num_classes)
-        for name in MODELS  # every model's config field is named as the model
-    }
-    if sized[config.model] != getattr(config, config.model):  # the model that trains, not the others
-        log.info("model sized to the data: images %s, %d classes", shape, num_classes)
-    return dataclasses.replace(config, **sized)
-
-
-def read_teachers(config: TrainConfig, abstract_params: nnx.State) -> tuple[Teacher, ...]:
-    """The models of ``config.teachers`` as ``(graph, params)``, checked against this run's model.
-
-    Raises:
-      ConfigError: one line, when a file is missing or its model does not give class scores of the
-        shape this run's model gives for the run's images.
-    """
-    image_shape = getattr(config, config.model).image_shape
-    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    graphdef = split_model(nnx.eval_shape(lambda: create_model(config)))[0]
-
-    def scores_shape(graph, params) -> tuple:
-        return jax.eval_shape(lambda p, x: teacher_scores([(graph, p)], x), params, images).shape
-
-    wanted = scores_shape(graphdef, abstract_params)
-    teachers = []
-    for path in config.teachers:
-        if not pathlib.Path(path).is_file():
-            raise ConfigError(f"config.teachers: {path!r}: no such file")
-        weights = read_weights(path)
-        try:
-            given = scores_shape(weights.graphdef, weights.params)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(
-                f"config.teachers: {path}: its {weights.config.model} cannot take this run's images "
-                f"{tuple(image_shape)}: {first_line(err)}"
-            ) from None
-        if given != wanted:
-            raise ConfigError(
-                f"config.teachers: {path}: its {weights.config.model} gives class scores of shape {given} for "
-                f"images {tuple(image_shape)}, this run's model {wanted}"
-            )
-        teachers.append((weights.graphdef, weights.params))
-    return tuple(teachers)
-
-
 def _data_folder(train_set: ArrayDataset, data_dir) -> str | None:
     """Where the data came from, as recorded for eval and --resume: its folder, or the folder given."""
     source = pathlib.Path(train_set.source)
     folder = source if source.is_dir() else (pathlib.Path(data_dir) if data_dir else None)
     return str(folder.absolute()) if folder else None
-
-
-def _finished_summary(workdir: pathlib.Path, latest_step: int | None, total_steps: int) -> dict | None:
-    """The summary of a completed run whose last checkpoint is its last step; None otherwise."""
-    path = workdir / "summary.json"
-    if latest_step is None or latest_step < total_steps or not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged summary is written anew by the final evaluation
-    done = summary.get("status") == "completed" and summary.get("step") == latest_step
-    return summary if done and summary.get("test_accuracy") is not None else None
 
 
 def _check_resumed_data(config: TrainConfig, recorded: TrainConfig, workdir: pathlib.Path) -> None:
@@ -216,9 +133,8 @@ def _check_start(config: TrainConfig, recorded: TrainConfig | None, resume_step:
 
 def _load_sized(config: TrainConfig, data_dir) -> tuple[TrainConfig, ArrayDataset, ArrayDataset]:
     """The data, and ``config`` sized to it and checked whole (every rule, once)."""
-    train_set = load_data_split(config, "train", data_dir)
-    test_set = load_data_split(config, "test", data_dir)
-    config = validate(size_model_to_data(config, train_set, test_set))
+    config, train_set, test_set = load_sized_data(config, data_dir)
+    config = validate(config)
     check_augmentation(config, test_set.images.shape[1:], has_targets=train_set.targets is not None)
     if len(train_set) < config.batch_size:
         raise ConfigError(
@@ -238,19 +154,19 @@ def _prepare(config: TrainConfig, workdir: pathlib.Path, *, data_dir, resume: bo
     config, train_set, test_set = _load_sized(config, data_dir if data_dir is not None else recorded_folder)
     data_folder = _data_folder(train_set, data_dir if data_dir is not None else recorded_folder)
     _check_resumed_folder(data_folder, recorded_folder, workdir)
-    state_shapes = abstract_state(config)
+    graphdef, state_shapes = abstract_model(config)
     run = dict(config=config, workdir=workdir, train_set=train_set, test_set=test_set, primary=primary)
     run |= dict(data_dir=data_folder, class_names=train_set.class_names)
     if latest is not None:
         with Checkpointer(workdir) as checkpointer:
             latest = checkpointer.check_compatible(state_shapes)  # the newest readable one
-        finished = _finished_summary(workdir, latest, len(train_set) // config.batch_size * config.epochs)
+        finished = finished_summary(workdir, latest, len(train_set) // config.batch_size * config.epochs)
         return PreparedRun(**run, resume_step=latest, init_params=None, teachers=(), finished=finished)
     init_params = None
     if config.init_weights:
         init_params = fitting_params(config.init_weights, state_shapes.params, model=config.model)
         log.info("starting from the weights in %s", config.init_weights)
-    teachers = read_teachers(config, state_shapes.params)
+    teachers = read_teachers(config, graphdef, state_shapes.params)
     return PreparedRun(**run, resume_step=None, init_params=init_params, teachers=teachers, finished=None)
 
 
@@ -281,4 +197,4 @@ def teachers_of(run: PreparedRun, replicate) -> Sequence[Teacher]:
     return [(graph, replicate(params)) for graph, params in run.teachers]
 
 
-__all__ = ["PreparedRun", "WorkdirError", "prepare_run", "read_teachers", "size_model_to_data", "teachers_of"]
+__all__ = ["PreparedRun", "prepare_run", "teachers_of"]

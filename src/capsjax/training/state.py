@@ -137,7 +137,9 @@ def restart_state(state: TrainState, params: nnx.State, optim: OptimConfig) -> T
     return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(optim).init(trainable(params)), state.rng)
 
 
-def abstract_state(config: TrainConfig) -> TrainState:
-    """The shapes and dtypes of :func:`init_state`'s state (``jax.ShapeDtypeStruct`` leaves), computed
-    without allocating anything: what a file or checkpoint is checked against before a model is built."""
-    return jax.eval_shape(lambda: init_state(config)[1])
+def abstract_model(config: TrainConfig) -> tuple[nnx.GraphDef, TrainState]:
+    """``(graphdef, state)`` as :func:`init_state` gives them, the state's leaves ``jax.ShapeDtypeStruct``,
+    computed without allocating anything: what a file or checkpoint is checked against before a model
+    is built."""
+    graphdef = split_model(nnx.eval_shape(lambda: create_model(config)))[0]
+    return graphdef, jax.eval_shape(lambda: init_state(config)[1])

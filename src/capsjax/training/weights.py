@@ -38,6 +38,7 @@ from capsjax.nn.interface import with_mode
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import TrainConfig, from_dict, recorded_class_names, to_dict, validate
 from capsjax.training.state import create_model, split_model
+from capsjax.training.steps import teacher_scores
 
 FORMAT = "capsjax-weights-1"
 STORAGE_DTYPES = ("bfloat16", "float32")
@@ -469,6 +470,43 @@ def fitting_params(path: str | os.PathLike, params: nnx.State, *, model: str) ->
     fitted = jax.tree.map(lambda x: x, params)  # a copy, then filled in place
     nnx.replace_by_pure_dict(fitted, stored)
     return fitted
+
+
+def read_teachers(
+    config: TrainConfig, graphdef: nnx.GraphDef, abstract_params: nnx.State
+) -> tuple[tuple[nnx.GraphDef, nnx.State], ...]:
+    """The models of ``config.teachers`` as ``(graph, params)``, checked against this run's model.
+
+    Raises:
+      ConfigError: one line, when a file is missing or its model does not give class scores of the
+        shape this run's model gives for the run's images.
+    """
+    image_shape = getattr(config, config.model).image_shape
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+
+    def scores_shape(graph, params) -> tuple:
+        return jax.eval_shape(lambda p, x: teacher_scores([(graph, p)], x), params, images).shape
+
+    wanted = scores_shape(graphdef, abstract_params)
+    teachers = []
+    for path in config.teachers:
+        if not pathlib.Path(path).is_file():
+            raise ConfigError(f"config.teachers: {path!r}: no such file")
+        weights = read_weights(path)
+        try:
+            given = scores_shape(weights.graphdef, weights.params)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} cannot take this run's images "
+                f"{tuple(image_shape)}: {_first_line(err)}"
+            ) from None
+        if given != wanted:
+            raise ConfigError(
+                f"config.teachers: {path}: its {weights.config.model} gives class scores of shape {given} for "
+                f"images {tuple(image_shape)}, this run's model {wanted}"
+            )
+        teachers.append((weights.graphdef, weights.params))
+    return tuple(teachers)
 
 
 def load_weights(path: str | os.PathLike) -> nnx.Module:

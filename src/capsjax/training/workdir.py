@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pathlib
 from collections.abc import Iterator
@@ -103,3 +104,16 @@ def claim_workdir(workdir: str | pathlib.Path, *, resume: bool, exclusive: bool 
     finally:
         if descriptor is not None:
             os.close(descriptor)  # closing releases the flock
+
+
+def finished_summary(workdir: pathlib.Path, latest_step: int | None, total_steps: int) -> dict | None:
+    """The summary of a completed run whose last checkpoint is its last step; None otherwise."""
+    path = workdir / "summary.json"
+    if latest_step is None or latest_step < total_steps or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged summary is written anew by the final evaluation
+    done = summary.get("status") == "completed" and summary.get("step") == latest_step
+    return summary if done and summary.get("test_accuracy") is not None else None
