@@ -3,6 +3,10 @@
 Everything is measured in one process, side by side, so ratios are meaningful on a busy machine:
 the matmul rate (the practical ceiling) is measured at the start and end and averaged. Writes
 ``bench.json`` and ``bench.md`` into the work directory.
+
+Here: what runs (:class:`BenchPlan`), in what order (:func:`run_benchmarks`) and the report
+(:func:`to_markdown`). The measurements themselves live in :mod:`capsjax.analysis.bench_measurements`;
+this module re-exports them.
 """
 
 from __future__ import annotations
@@ -12,253 +16,44 @@ import json
 import pathlib
 import platform
 import resource
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from capsjax.analysis import side_by_side as peers
-from capsjax.data.dataset import ArrayDataset
-from capsjax.data.pipeline import train_batches
-from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
-from capsjax.nn.layers import map_in_chunks, resolve_chunk_size
-from capsjax.ops.convolution import conv2d, conv_output_size, resolve_lowering
-from capsjax.ops.routing import dynamic_routing
-from capsjax.ops.voting import capsule_votes
-from capsjax.training.config import TrainConfig
-from capsjax.training.sharding import Sharding
-from capsjax.training.state import init_state
-from capsjax.training.steps import make_classify_step, make_eval_step, make_train_step
+from capsjax.analysis.bench_measurements import (
+    conv_lowering_benchmark,
+    gflop_per_image,
+    input_pipeline_seconds,
+    matmul_gflops,
+    memory_scaling,
+    per_example,
+    primary_shapes,
+    routing_benchmark,
+    step_profile,
+    train_step_benchmark,
+)
+from capsjax.nn.capsnet import CapsNetConfig
+from capsjax.ops.convolution import resolve_lowering
 
-
-def _time(fn: Callable, *, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block) over ``repeats`` runs."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """float32 ``size x size`` matmul rate: the machine's practical GEMM ceiling."""
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    mm = jax.jit(lambda a: a @ a)
-    mm(a).block_until_ready()
-    return 2 * size**3 / _time(lambda: mm(a).block_until_ready(), repeats=repeats) / 1e9
-
-
-def _fake_batch(batch: int, config: CapsNetConfig):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, *config.image_shape), dtype=np.uint8)
-    return images, rng.integers(0, config.num_classes, batch).astype(np.int32)
-
-
-def _capsnet_config(batch: int, **capsnet) -> TrainConfig:
-    return TrainConfig(batch_size=batch, eval_batch_size=batch, capsnet=CapsNetConfig(**capsnet))
-
-
-def _primary_shapes(config: CapsNetConfig) -> dict:
-    """Sizes of the primary-capsule stage of a CapsNet: its conv's input and the capsule counts."""
-    height, width, _ = config.image_shape
-    conv_h, conv_w = height - config.conv_kernel + 1, width - config.conv_kernel + 1
-    grid_h = conv_output_size(conv_h, config.primary_kernel, config.primary_stride)
-    grid_w = conv_output_size(conv_w, config.primary_kernel, config.primary_stride)
-    return {
-        "features": (conv_h, conv_w, config.conv_channels),
-        "grid": grid_h * grid_w,
-        "out_channels": config.primary_types * config.primary_dim,
-        "in_caps": grid_h * grid_w * config.primary_types,
-    }
-
-
-def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
-    """Compile time, step time, FLOPs (XLA's count) and memory of the train step at ``batch``."""
-    config = _capsnet_config(batch, **capsnet)
-    graphdef, state = init_state(config)
-    step_fn = make_train_step(graphdef, config)
-    images, labels = _fake_batch(batch, config.capsnet)
-    start = time.perf_counter()
-    compiled = step_fn.lower(state, images, labels).compile()
-    compile_seconds = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    memory = compiled.memory_analysis()
-    start = time.perf_counter()
-    state, metrics = compiled(state, images, labels)
-    jax.block_until_ready(metrics)
-    first_step = compile_seconds + time.perf_counter() - start
-    holder = [state]
-
-    def one_step():
-        holder[0], m = compiled(holder[0], images, labels)
-        jax.block_until_ready(m)
-
-    seconds = _time(one_step, repeats=steps)
-    eval_fn = make_eval_step(graphdef, config)
-    valid = np.ones(batch, bool)
-    jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid))
-    eval_seconds = _time(lambda: jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid)), repeats=steps)
-    return {
-        "batch": batch,
-        "compile_sec": compile_seconds,
-        "first_step_sec": first_step,
-        "step_sec": seconds,
-        "train_examples_per_sec": batch / seconds,
-        "inference_examples_per_sec": batch / eval_seconds,
-        "step_gflop": float(cost.get("flops", 0.0)) / 1e9,
-        "achieved_gflops": float(cost.get("flops", 0.0)) / 1e9 / seconds,
-        "xla_temp_mib": memory.temp_size_in_bytes / 2**20 if memory else None,
-        "xla_total_mib": (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes)
-        / 2**20
-        if memory
-        else None,
-    }
-
-
-def gflop_per_image(config: CapsNetConfig, *, batch: int = 8, train: bool = True) -> dict[str, float]:
-    """XLA's FLOP count per image of the train step and of the classify step (inference) of ``config``;
-    ``train=False`` counts (and compiles) only the classify step.
-
-    Counted with the direct (``"patches"``) convolution: the network's FLOPs as every peer computes
-    them, so that "fraction of the GEMM ceiling" means the same for all systems (the Fourier lowering
-    does fewer FLOPs and can pass 100%). Routing is vmapped over the batch (``chunk_size=0``): XLA
-    counts a loop's body once, so the chunked routing of a CPU run (``lax.map``) would count the
-    routing of one image per batch.
-    """
-    routing = dataclasses.replace(config.routing, chunk_size=0)
-    counted = dataclasses.replace(config, conv_lowering="patches", routing=routing)
-    train_config = TrainConfig(batch_size=batch, capsnet=counted)
-    graphdef, state = init_state(train_config)
-    images, labels = _fake_batch(batch, config)
-
-    def flops(compiled) -> float:
-        cost = compiled.cost_analysis()
-        return float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) / batch / 1e9
-
-    out = {}
-    if train:
-        out["train"] = flops(make_train_step(graphdef, train_config).lower(state, images, labels).compile())
-    out["infer"] = flops(make_classify_step(graphdef).lower(state.params, images).compile())
-    return out
-
-
-def per_example(fn: Callable, batch: jax.Array) -> jax.Array:
-    """``fn`` over the leading axis as :class:`capsjax.nn.RoutedCapsules` runs routing here: in chunks
-    (``lax.map`` + ``checkpoint``, :func:`capsjax.nn.layers.resolve_chunk_size`) or ``vmap``."""
-    chunk = resolve_chunk_size(None)
-    return map_in_chunks(fn, batch, chunk) if chunk else jax.vmap(fn)(batch)
-
-
-def routing_benchmark(
-    batch: int, in_caps: int, out_caps: int, num_iters: int, *, repeats: int, out_dim: int = 16
-) -> float:
-    """Seconds for forward + backward of batched dynamic routing on ``[batch, in, out, 16]`` votes,
-    batched as the model batches it (:func:`per_example`)."""
-    u_hat = 0.05 * jax.random.normal(jax.random.key(0), (batch, in_caps, out_caps, out_dim))
-
-    def loss(u_hat):
-        return jnp.sum(per_example(lambda u: dynamic_routing(u, num_iters=num_iters).v, u_hat) ** 2)
-
-    grad = jax.jit(jax.grad(loss))
-    grad(u_hat).block_until_ready()
-    return _time(lambda: grad(u_hat).block_until_ready(), repeats=repeats)
-
-
-def conv_lowering_benchmark(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
-    """Forward + backward seconds of the primary conv (9x9 stride 2, 256 -> 256 in the paper) per lowering."""
-    shapes = _primary_shapes(config)
-    x = jax.random.normal(jax.random.key(0), (batch, *shapes["features"]))
-    kernel_shape = (config.primary_kernel, config.primary_kernel, config.conv_channels, shapes["out_channels"])
-    k = 0.01 * jax.random.normal(jax.random.key(1), kernel_shape)
-    stride = config.primary_stride
-    out = {}
-    for lowering in ("native", "patches", "fourier"):
-        grad = jax.jit(
-            jax.grad(
-                lambda x, k, lowering=lowering: jnp.sum(conv2d(x, k, stride=stride, lowering=lowering) ** 2),
-                argnums=(0, 1),
-            )
-        )
-        jax.block_until_ready(grad(x, k))
-        out[lowering] = _time(lambda grad=grad: jax.block_until_ready(grad(x, k)), repeats=repeats)
-    return out
-
-
-def step_profile(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
-    """Seconds of the parts of a training step at ``batch`` (each jitted alone, forward + backward).
-
-    ``primary_conv`` is the 9x9 stride-2 conv (the ``"auto"`` lowering: Fourier on CPU); ``conv_gemms``
-    are the direct conv's three matrix products alone (forward, weight gradient, patch gradient) on
-    precomputed patches, what the patches lowering would cost at least.
-    ``votes_and_routing`` is the votes + 3 routing iterations, ``routing`` the routing alone, both
-    batched as the model does (:func:`per_example`).
-    """
-    key = jax.random.key(0)
-    shapes = _primary_shapes(config)
-    kh, channels, out_channels = config.primary_kernel, config.conv_channels, shapes["out_channels"]
-    features = jax.random.normal(key, (batch, *shapes["features"]))
-    kernel = 0.01 * jax.random.normal(key, (kh, kh, channels, out_channels))
-    patches = jax.random.normal(key, (batch * shapes["grid"], kh * kh * channels))
-    grad_out = jax.random.normal(key, (batch * shapes["grid"], out_channels))
-    u = 0.1 * jax.random.normal(key, (batch, shapes["in_caps"], config.primary_dim))
-    W = 0.01 * jax.random.normal(key, (shapes["in_caps"], config.num_classes, config.class_dim, config.primary_dim))
-    num_iters = config.routing.num_iters
-
-    def conv_loss(x, k):
-        return jnp.sum(conv2d(x, k, stride=config.primary_stride, lowering="auto") ** 2)
-
-    def gemms(p, k, g):
-        flat = k.reshape(-1, out_channels)
-        return p @ flat, p.T @ g, g @ flat.T
-
-    def votes_loss(u, W):
-        return jnp.sum(per_example(lambda one: dynamic_routing(capsule_votes(one, W), num_iters=num_iters).v, u) ** 2)
-
-    parts = {
-        "primary_conv": (jax.jit(jax.grad(conv_loss, argnums=(0, 1))), (features, kernel)),
-        "conv_gemms": (jax.jit(gemms), (patches, kernel, grad_out)),
-        "votes_and_routing": (jax.jit(jax.grad(votes_loss, argnums=(0, 1))), (u, W)),
-    }
-    out = {}
-    for name, (fn, args) in parts.items():
-        jax.block_until_ready(fn(*args))
-        out[name] = _time(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats=repeats)
-    out["routing"] = routing_benchmark(
-        batch, shapes["in_caps"], config.num_classes, num_iters, repeats=repeats, out_dim=config.class_dim
-    )
-    return out
-
-
-def input_pipeline_seconds(batch: int, config: CapsNetConfig, *, steps: int, examples: int = 60000) -> float:
-    """Host time per batch: shuffle, gather and transfer of uint8 images (what prefetch overlaps)."""
-    images, labels = _fake_batch(examples, config)
-    data = ArrayDataset(images, labels, "random")
-    sharding = Sharding.over_local_devices()
-    batches = train_batches(data, batch_size=batch, seed=0, epoch=0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        jax.block_until_ready(sharding.batch(next(batches)))
-    return (time.perf_counter() - start) / steps
-
-
-def memory_scaling(batches: Sequence[int], **capsnet) -> list[dict]:
-    """XLA's compiled temporary memory (MiB) of the train step by batch, with and without remat."""
-    rows = []
-    for batch in batches:
-        row = {"batch": batch}
-        for remat in (False, True):
-            config = _capsnet_config(batch, routing=RoutingConfig(remat=remat), **capsnet)
-            graphdef, state = init_state(config)
-            images, labels = _fake_batch(batch, config.capsnet)
-            memory = make_train_step(graphdef, config).lower(state, images, labels).compile().memory_analysis()
-            row["remat" if remat else "plain"] = memory.temp_size_in_bytes / 2**20
-        rows.append(row)
-    return rows
+# Every public name, the re-exported measurements included (the API reference documents them here), in
+# the order of the reference.
+__all__ = [
+    "matmul_gflops",
+    "train_step_benchmark",
+    "gflop_per_image",
+    "per_example",
+    "routing_benchmark",
+    "conv_lowering_benchmark",
+    "step_profile",
+    "input_pipeline_seconds",
+    "memory_scaling",
+    "BenchPlan",
+    "QUICK",
+    "compare_with_peers",
+    "run_benchmarks",
+    "to_markdown",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +109,7 @@ def compare_with_peers(plan: BenchPlan, *, gemm: float, bfloat16: bool = False, 
 
 def _primary_lowering(config: CapsNetConfig, batch: int = 128) -> str:
     """What ``conv_lowering="auto"`` picks for the primary conv of ``config`` at ``batch`` here."""
-    shapes = _primary_shapes(config)
+    shapes = primary_shapes(config)
     kernel = (config.primary_kernel, config.primary_kernel, config.conv_channels, shapes["out_channels"])
     return resolve_lowering(
         "auto", x_shape=(batch, *shapes["features"]), kernel_shape=kernel, stride=config.primary_stride
@@ -354,7 +149,7 @@ def run_benchmarks(
     workdir.mkdir(parents=True, exist_ok=True)
     small = dict(conv_channels=32, primary_types=4) if plan.small_model else {}
     model = CapsNetConfig(**small)
-    in_caps = _primary_shapes(model)["in_caps"]
+    in_caps = primary_shapes(model)["in_caps"]
     print(f"benchmarking on {jax.default_backend()} ({jax.device_count()} device(s)); quick={quick}")
     matmul_before = matmul_gflops(512 if quick else 2048)
     print("side by side with the peers (each run in its own process):")

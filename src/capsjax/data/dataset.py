@@ -1,4 +1,4 @@
-"""A dataset held in host memory: uint8 images and integer labels (and per-object targets)."""
+"""A dataset held in host memory: uint8 images and integer labels (and per-object targets, per-image factors)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ class ArrayDataset:
 
     Multi-object data (MultiMNIST) has labels ``[n, objects]`` and ``targets [n, objects, height,
     width, 1]``: each object alone, what the decoder must reconstruct from that object's capsule.
+
+    Generated data may name the factors each image was made from, ``factors[name]`` ``[n]`` int (the
+    viewpoints dataset: instance, azimuth, elevation, lighting); selecting examples selects them too.
     """
 
     images: np.ndarray
@@ -20,6 +23,7 @@ class ArrayDataset:
     source: str
     targets: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None  # label k is class_names[k] (image folders: folder names)
+    factors: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -28,8 +32,15 @@ class ArrayDataset:
         """The first ``n`` examples (all if None)."""
         if n is None or n >= len(self):
             return self
-        targets = None if self.targets is None else self.targets[:n]
-        return dataclasses.replace(self, images=self.images[:n], labels=self.labels[:n], targets=targets)
+        return self.select(slice(n))
+
+    def select(self, idx) -> ArrayDataset:
+        """The examples ``idx`` (a slice, or an index array ``[m]``), with their targets and factors."""
+        targets = None if self.targets is None else self.targets[idx]
+        factors = None if self.factors is None else {name: values[idx] for name, values in self.factors.items()}
+        return dataclasses.replace(
+            self, images=self.images[idx], labels=self.labels[idx], targets=targets, factors=factors
+        )
 
     def arrays(self, idx) -> tuple[np.ndarray, ...]:
         """``(images, labels)`` or ``(images, labels, targets)`` of the examples ``idx``."""

@@ -12,6 +12,7 @@ from capsjax.data.dataset import ArrayDataset
 from capsjax.data.file_formats import read_split
 from capsjax.data.multimnist import load_multimnist
 from capsjax.data.sources import IDX_DATASETS, load_cifar10, load_dataset
+from capsjax.data.viewpoints import load_viewpoints
 
 
 def _load_idx(name: str, split: str, *, data_dir=None, num_examples: int | None = None) -> ArrayDataset:
@@ -21,6 +22,7 @@ def _load_idx(name: str, split: str, *, data_dir=None, num_examples: int | None 
 DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     **{name: functools.partial(_load_idx, name) for name in IDX_DATASETS},
     "multimnist": load_multimnist,
+    "viewpoints": load_viewpoints,
     "cifar10": lambda split, *, data_dir=None, num_examples=None: load_cifar10(split, data_dir=data_dir).take(
         num_examples
     ),
@@ -69,4 +71,4 @@ def load_split(
         return dataset
     if dataset.targets is not None:
         raise ValueError(f"canvas: {name} has per-object targets, which are not placed on a canvas; use canvas=0")
-    return ArrayDataset(place_on_canvas(dataset.images, canvas), dataset.labels, dataset.source)
+    return dataclasses.replace(dataset, images=place_on_canvas(dataset.images, canvas))
