@@ -41,8 +41,18 @@ def test_quick_bench_writes_json_and_markdown_with_the_installed_peers(tmp_path)
     assert "| capsjax (" in markdown
     for name, why in skipped.items():
         assert f"| {name} | skipped: {why}" in markdown
+    # Efficient-CapsNet and matrix capsules, each against its peer, at their own batches (2 here).
+    assert list(saved["other_models"]) == ["efficient_capsnet", "matrix_capsnet"]
+    for model, other in saved["other_models"].items():
+        runnable, skipped = available_systems(model=model)
+        assert set(other["summary"]) == set(runnable) and other["skipped"] == skipped and "capsjax" in runnable
+        assert other["summary"]["capsjax"]["train_examples_per_sec"] > 0
+        assert other["settings"]["model"] == model and other["settings"]["train_batch"] == 2
+    assert "Side by side, Efficient-CapsNet (MNIST)" in markdown
+    assert "Side by side, matrix capsules with EM routing (32x32)" in markdown
     # What --peers-only writes: the comparison's table alone.
-    peers_only = to_markdown({key: saved[key] for key in ("machine", "quick", "matmul_gflops", "side_by_side")})
+    keys = ("machine", "quick", "matmul_gflops", "side_by_side", "other_models")
+    peers_only = to_markdown({key: saved[key] for key in keys})
     assert "| capsjax (" in peers_only and "| 8 |" not in peers_only and len(peers_only) < len(markdown)
 
 
@@ -52,6 +62,7 @@ def test_peers_only_writes_the_comparison_alone(tmp_path, monkeypatch):
 
     comparison = {"summary": {}, "skipped": {"keras": "not installed"}, "bounds": {}}
     monkeypatch.setattr(bench, "compare_with_peers", lambda plan, **kwargs: comparison)
+    monkeypatch.setattr(bench, "compare_other_models", lambda plan, **kwargs: {})
     monkeypatch.setattr(bench, "train_step_benchmark", lambda *a, **k: pytest.fail("ran capsjax's own rows"))
     monkeypatch.setattr(bench, "to_markdown", lambda results: f"{sorted(results)}\n")
     saved = run_benchmarks(tmp_path, quick=True, peers_only=True)

@@ -71,6 +71,9 @@ class BenchPlan:
     peer_train_batch: int = 128
     peer_infer_batch: int = 256
     peer_steps: int = 5
+    # The other models' comparisons, at each model's own batches (side_by_side.BATCHES; None) or these.
+    other_models: tuple[str, ...] = ("efficient_capsnet", "matrix_capsnet")
+    other_batches: tuple[int, int] | None = None
 
 
 QUICK = BenchPlan(
@@ -87,6 +90,7 @@ QUICK = BenchPlan(
     peer_train_batch=4,
     peer_infer_batch=4,
     peer_steps=1,
+    other_batches=(2, 2),
 )
 
 
@@ -105,6 +109,26 @@ def compare_with_peers(plan: BenchPlan, *, gemm: float, bfloat16: bool = False, 
     bounds = peers.add_ratios(result["summary"], gemm_gflops=gemm, gflop_per_image=flops)
     result["bounds"] = {"gemm_gflops": gemm, "gflop_per_image": flops, **bounds}
     return result
+
+
+def compare_other_models(plan: BenchPlan, *, bfloat16: bool = False, quick: bool = False) -> dict:
+    """``{model: side_by_side(...)}`` for Efficient-CapsNet and matrix capsules against their peers, with
+    ratios (no GEMM ceiling: the FLOP count is measured for the paper's CapsNet only)."""
+    results = {}
+    for model in plan.other_models:
+        train_batch, infer_batch = plan.other_batches or peers.BATCHES[model]
+        result = peers.side_by_side(
+            rounds=plan.peer_rounds,
+            train_batch=train_batch,
+            infer_batch=infer_batch,
+            steps=plan.peer_steps,
+            warmup=1 if quick else 2,
+            bfloat16=bfloat16,
+            model=model,
+        )
+        result["bounds"] = peers.add_ratios(result["summary"], gemm_gflops=0.0, gflop_per_image=None)
+        results[model] = result
+    return results
 
 
 def _primary_lowering(config: CapsNetConfig, batch: int = 128) -> str:
@@ -154,11 +178,11 @@ def run_benchmarks(
     matmul_before = matmul_gflops(512 if quick else 2048)
     print("side by side with the peers (each run in its own process):")
     side_by_side = compare_with_peers(plan, gemm=matmul_before, bfloat16=bfloat16, quick=quick)
+    other_models = compare_other_models(plan, bfloat16=bfloat16, quick=quick)
     if peers_only:
         matmul = {"start": matmul_before, "end": matmul_before, "mean": matmul_before}
-        return _write(
-            workdir, {"machine": _machine(), "quick": quick, "matmul_gflops": matmul, "side_by_side": side_by_side}
-        )
+        results = {"machine": _machine(), "quick": quick, "matmul_gflops": matmul, "side_by_side": side_by_side}
+        return _write(workdir, results | {"other_models": other_models})
     train = []
     for batch in plan.batches:
         row = train_step_benchmark(batch, steps=plan.steps, **small)
@@ -195,6 +219,7 @@ def run_benchmarks(
         "quick": quick,
         "matmul_gflops": {"start": matmul_before, "end": matmul_after, "mean": matmul},
         "side_by_side": side_by_side,
+        "other_models": other_models,
         "train": train,
         "routing_sweeps_sec": sweeps,
         "primary_conv_fwd_bwd_sec": {
@@ -221,6 +246,8 @@ def to_markdown(results: dict) -> str:
         "",
         *peers.to_markdown(results["side_by_side"]),
     ]
+    for comparison in results.get("other_models", {}).values():
+        lines += peers.to_markdown(comparison)
     if "train" not in results:  # peers_only
         return "\n".join(lines)
     lines += [

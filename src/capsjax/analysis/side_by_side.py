@@ -1,10 +1,14 @@
 """capsjax and its peers (Keras 3 on TensorFlow, PyTorch) timed in one run, alternating A B A B.
 
-Every system runs the paper's MNIST CapsNet (8,215,568 parameters) on random float32 data in a
-process of its own (``systems/``), one measurement per process: a training step at batch 128 and
-inference at batch 256, each round going through every system before the next round starts, so
-that a machine that slows down or speeds up in the middle treats all systems alike. Peers whose
-framework is not installed are skipped and named (``pip install 'capsjax[bench]'``).
+Three models, each against the peers that implement it (``MODEL_SYSTEMS``): the paper's MNIST
+CapsNet (8,215,568 parameters; Keras and PyTorch transcriptions), Efficient-CapsNet (Mazzia et al.
+2021; a Keras transcription of the published MNIST network) and matrix capsules with EM routing
+(Hinton et al. 2018; a PyTorch transcription of the most used public PyTorch implementation, 32x32
+input). Every system runs on random float32 data in a process of its own (``systems/``), one
+measurement per process: a training step and inference at each model's batches (``BATCHES``), each
+round going through every system before the next round starts, so that a machine that slows down
+or speeds up in the middle treats all systems alike. Peers whose framework is not installed are
+skipped and named (``pip install 'capsjax[bench]'``).
 """
 
 from __future__ import annotations
@@ -18,20 +22,43 @@ import sys
 from collections.abc import Sequence
 
 SYSTEMS_DIR = pathlib.Path(__file__).parent / "systems"
-# name -> (script in systems/, the module that must be importable)
-SYSTEMS = {
-    "capsjax": ("capsjax_capsnet.py", "jax"),
-    "keras": ("keras_capsnet.py", "tensorflow"),
-    "pytorch": ("torch_capsnet.py", "torch"),
+# model -> system name -> (script in systems/, the module that must be importable)
+MODEL_SYSTEMS = {
+    "capsnet": {
+        "capsjax": ("capsjax_capsnet.py", "jax"),
+        "keras": ("keras_capsnet.py", "tensorflow"),
+        "pytorch": ("torch_capsnet.py", "torch"),
+    },
+    "efficient_capsnet": {
+        "capsjax": ("capsjax_efficient_capsnet.py", "jax"),
+        "keras": ("keras_efficient_capsnet.py", "tensorflow"),
+    },
+    "matrix_capsnet": {
+        "capsjax": ("capsjax_matrix_capsnet.py", "jax"),
+        "pytorch": ("torch_matrix_capsnet.py", "torch"),
+    },
 }
+SYSTEMS = MODEL_SYSTEMS["capsnet"]
 PEERS = ("keras", "pytorch")
+# model -> (training batch, inference batch): the paper's CapsNet at 128 / 256; Efficient-CapsNet at
+# the official MNIST config's batch 16; matrix capsules at the batches of that implementation's
+# README command (--batch-size 32 --test-batch-size 256).
+BATCHES = {"capsnet": (128, 256), "efficient_capsnet": (16, 256), "matrix_capsnet": (32, 256)}
+MODEL_TITLES = {
+    "capsnet": "the paper's CapsNet (MNIST)",
+    "efficient_capsnet": "Efficient-CapsNet (MNIST)",
+    "matrix_capsnet": "matrix capsules with EM routing (32x32)",
+}
 
 
-def available_systems(names: Sequence[str] = tuple(SYSTEMS)) -> tuple[list[str], dict[str, str]]:
-    """``(runnable systems, {skipped system: why})``."""
+def available_systems(
+    names: Sequence[str] | None = None, *, model: str = "capsnet"
+) -> tuple[list[str], dict[str, str]]:
+    """``(runnable systems, {skipped system: why})`` of ``model``'s systems (all of them if ``names`` is None)."""
+    systems = MODEL_SYSTEMS[model]
     runnable, skipped = [], {}
-    for name in names:
-        module = SYSTEMS[name][1]
+    for name in systems if names is None else names:
+        module = systems[name][1]
         if importlib.util.find_spec(module) is None:
             skipped[name] = f"{module} is not installed (pip install 'capsjax[bench]')"
         else:
@@ -40,12 +67,20 @@ def available_systems(names: Sequence[str] = tuple(SYSTEMS)) -> tuple[list[str],
 
 
 def run_system(
-    name: str, mode: str, batch: int, *, steps: int, warmup: int, bfloat16: bool = False, timeout: float = 1200
+    name: str,
+    mode: str,
+    batch: int,
+    *,
+    steps: int,
+    warmup: int,
+    bfloat16: bool = False,
+    timeout: float = 1200,
+    model: str = "capsnet",
 ) -> dict:
-    """One measurement of one system in a fresh process (see ``systems/protocol.py``)."""
+    """One measurement of one system of ``model`` in a fresh process (see ``systems/protocol.py``)."""
     command = [
         sys.executable,
-        str(SYSTEMS_DIR / SYSTEMS[name][0]),
+        str(SYSTEMS_DIR / MODEL_SYSTEMS[model][name][0]),
         "--mode",
         mode,
         "--batch",
@@ -69,8 +104,9 @@ def side_by_side(
     steps: int = 5,
     warmup: int = 2,
     bfloat16: bool = False,
-    systems: Sequence[str] = tuple(SYSTEMS),
+    systems: Sequence[str] | None = None,
     progress: bool = True,
+    model: str = "capsnet",
 ) -> dict:
     """Measure every runnable system ``rounds`` times, alternating; returns the raw runs and a summary.
 
@@ -79,12 +115,12 @@ def side_by_side(
       where each summary row holds the median over rounds of examples/s, their range, and the peak
       resident memory of the training process.
     """
-    runnable, skipped = available_systems(systems)
+    runnable, skipped = available_systems(systems, model=model)
     runs = {name: {"train": [], "infer": []} for name in runnable}
     for round_index in range(rounds):
         for mode, batch in (("train", train_batch), ("infer", infer_batch)):
             for name in runnable:
-                run = run_system(name, mode, batch, steps=steps, warmup=warmup, bfloat16=bfloat16)
+                run = run_system(name, mode, batch, steps=steps, warmup=warmup, bfloat16=bfloat16, model=model)
                 runs[name][mode].append(run)
                 if progress:
                     print(
@@ -97,6 +133,7 @@ def side_by_side(
         "skipped": skipped,
         "summary": summarise(runs),
         "settings": {
+            "model": model,
             "rounds": rounds,
             "train_batch": train_batch,
             "infer_batch": infer_batch,
@@ -121,13 +158,14 @@ def summarise(runs: dict) -> dict:
     return summary
 
 
-def add_ratios(summary: dict, *, gemm_gflops: float, gflop_per_image: dict[str, float]) -> dict:
+def add_ratios(summary: dict, *, gemm_gflops: float, gflop_per_image: dict[str, float] | None) -> dict:
     """Add each system's ratio to the fastest peer and its fraction of the same-run GEMM ceiling.
 
     Args:
       summary: :func:`summarise`'s output.
       gemm_gflops: the float32 GEMM rate measured in the same run.
-      gflop_per_image: ``{"train": ..., "infer": ...}``, the network's FLOPs per image (XLA's count).
+      gflop_per_image: ``{"train": ..., "infer": ...}``, the network's FLOPs per image (XLA's count);
+        None: no ceiling (``<mode>_gemm_fraction`` is None).
 
     Returns:
       ``{"fastest_peer": {mode: name}, "ceiling_examples_per_sec": {mode: ...}}``; the rows of
@@ -135,12 +173,12 @@ def add_ratios(summary: dict, *, gemm_gflops: float, gflop_per_image: dict[str, 
     """
     fastest, ceiling = {}, {}
     for mode in ("train", "infer"):
-        ceiling[mode] = gemm_gflops / gflop_per_image[mode]
+        ceiling[mode] = gemm_gflops / gflop_per_image[mode] if gflop_per_image else None
         peers = {n: summary[n][f"{mode}_examples_per_sec"] for n in PEERS if n in summary}
         fastest[mode] = max(peers, key=peers.get) if peers else None
         for row in summary.values():
             rate = row[f"{mode}_examples_per_sec"]
-            row[f"{mode}_gemm_fraction"] = rate / ceiling[mode] if rate else None
+            row[f"{mode}_gemm_fraction"] = rate / ceiling[mode] if rate and ceiling[mode] else None
             row[f"{mode}_ratio_to_fastest_peer"] = rate / peers[fastest[mode]] if rate and fastest[mode] else None
     return {"fastest_peer": fastest, "ceiling_examples_per_sec": ceiling}
 
@@ -149,12 +187,18 @@ def to_markdown(result: dict) -> list[str]:
     """The side-by-side table (Markdown lines) of :func:`side_by_side` after :func:`add_ratios`."""
     settings, bounds = result["settings"], result["bounds"]
     precision = "bfloat16 compute" if settings["bfloat16"] else "float32"
+    title = MODEL_TITLES[settings.get("model", "capsnet")]
+    ceiling = ""
+    if bounds.get("gflop_per_image"):
+        ceiling = (
+            f" Same-run GEMM ceiling: {bounds['gemm_gflops']:.0f} GFLOP/s, i.e. at most "
+            f"{bounds['ceiling_examples_per_sec']['train']:.0f} train and "
+            f"{bounds['ceiling_examples_per_sec']['infer']:.0f} inference img/s at XLA's FLOP count "
+            f"({bounds['gflop_per_image']['train']:.2f} / {bounds['gflop_per_image']['infer']:.2f} GFLOP per image)."
+        )
     lines = [
-        f"Side by side ({precision}, {settings['rounds']} alternating rounds, median of {settings['steps']} steps "
-        f"per run; range over rounds in brackets). Same-run GEMM ceiling: {bounds['gemm_gflops']:.0f} GFLOP/s, "
-        f"i.e. at most {bounds['ceiling_examples_per_sec']['train']:.0f} train and "
-        f"{bounds['ceiling_examples_per_sec']['infer']:.0f} inference img/s at XLA's FLOP count "
-        f"({bounds['gflop_per_image']['train']:.2f} / {bounds['gflop_per_image']['infer']:.2f} GFLOP per image).",
+        f"Side by side, {title} ({precision}, {settings['rounds']} alternating rounds, median of "
+        f"{settings['steps']} steps per run; range over rounds in brackets).{ceiling}",
         "",
         f"| system | train img/s, batch {settings['train_batch']} | x fastest peer | of GEMM ceiling "
         f"| inference img/s, batch {settings['infer_batch']} | x fastest peer | of GEMM ceiling "
