@@ -10,15 +10,11 @@ running averages). ``--bfloat16`` sets ``EfficientCapsNetConfig.compute_dtype="b
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-from flax import nnx
-from protocol import parse_args, report, time_steps  # protocol.py sits beside this script
+from capsjax_timing import time_config  # beside this script, with protocol.py
+from protocol import parse_args
 
-from capsjax.nn import EfficientCapsNetConfig, count_params
+from capsjax.nn import EfficientCapsNetConfig
 from capsjax.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
-from capsjax.training.state import init_state
-from capsjax.training.steps import make_classify_step, make_train_step
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -41,30 +37,7 @@ def train_config(batch: int, *, bfloat16: bool = False) -> TrainConfig:
 def main(argv=None):
     args = parse_args(argv)
     config = train_config(args.batch, bfloat16=args.bfloat16)
-    model = config.efficient_capsnet
-    graphdef, state = init_state(config)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.batch, *model.image_shape), dtype=np.uint8)
-    labels = rng.integers(0, model.num_classes, args.batch).astype(np.int32)
-    if args.mode == "train":
-        train_step = make_train_step(graphdef, config)
-        holder = [state]
-
-        def step():
-            holder[0], metrics = train_step(holder[0], images, labels)
-            jax.block_until_ready(metrics)
-
-    else:
-        classify_step = make_classify_step(graphdef)
-        step = lambda: jax.block_until_ready(classify_step(state.params, images))
-    times = time_steps(step, steps=args.steps, warmup=args.warmup)
-    report(
-        "capsjax",
-        f"jax {jax.__version__} on {jax.default_backend()}",
-        args,
-        times,
-        parameters=count_params(nnx.merge(graphdef, state.params)),
-    )
+    time_config(config, args)
 
 
 if __name__ == "__main__":

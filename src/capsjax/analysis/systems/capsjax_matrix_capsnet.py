@@ -18,15 +18,11 @@ to elements 3, 7).
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-from flax import nnx
-from protocol import parse_args, report, time_steps  # protocol.py sits beside this script
+from capsjax_timing import time_config  # beside this script, with protocol.py
+from protocol import parse_args
 
-from capsjax.nn import MatrixCapsNetConfig, count_params
+from capsjax.nn import MatrixCapsNetConfig
 from capsjax.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
-from capsjax.training.state import init_state
-from capsjax.training.steps import make_classify_step, make_train_step
 
 EM_ITERS = 2  # as the peer: its README's smallNORB command runs --em-iters 2
 
@@ -48,31 +44,7 @@ def bench_config(batch: int, *, bfloat16: bool = False) -> TrainConfig:
 def main(argv=None):
     args = parse_args(argv)
     config = bench_config(args.batch, bfloat16=args.bfloat16)
-    graphdef, state = init_state(config)
-    rng = np.random.default_rng(0)
-    network = config.matrix_capsnet
-    images = rng.integers(0, 256, (args.batch, *network.image_shape), dtype=np.uint8)
-    labels = rng.integers(0, network.num_classes, args.batch).astype(np.int32)
-    if args.mode == "train":
-        train_step = make_train_step(graphdef, config)
-        holder = [state]
-
-        def step():
-            holder[0], metrics = train_step(holder[0], images, labels)
-            jax.block_until_ready(metrics)
-
-    else:
-        classify_step = make_classify_step(graphdef)
-        step = lambda: jax.block_until_ready(classify_step(state.params, images))
-    times = time_steps(step, steps=args.steps, warmup=args.warmup)
-    report(
-        "capsjax",
-        f"jax {jax.__version__} on {jax.default_backend()}",
-        args,
-        times,
-        parameters=count_params(nnx.merge(graphdef, state.params)),
-        em_iters=EM_ITERS,
-    )
+    time_config(config, args, em_iters=EM_ITERS)
 
 
 if __name__ == "__main__":
