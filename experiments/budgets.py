@@ -49,11 +49,14 @@ def budget_config(budget: str, *, seeds: int | None = None) -> tuple[TrainConfig
     return base, tuple(range(seeds or default_seeds))
 
 
-def experiment_parser(description: str) -> argparse.ArgumentParser:
-    """The arguments every experiment script takes: --budget, --workdir, --data-dir, --seeds."""
+def experiment_parser(
+    description: str, *, data_dir_help: str = "folder with the MNIST IDX files"
+) -> argparse.ArgumentParser:
+    """The arguments every experiment script takes: --budget, --workdir, --data-dir (``data_dir_help``
+    says what it holds), --seeds."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=BUDGETS, default="smoke")
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    parser.add_argument("--data-dir", help=data_dir_help)
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
     return parser

@@ -265,3 +265,32 @@ def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
         saved = json.loads((out / "effcaps.json").read_text())
         assert saved["paper_error_percent"] == 0.3 and saved["weights_sha256"] == results["weights_sha256"]
         assert (out / "effcaps.md").exists() and (out / "learning_curve.png").exists() and "0.30%" in result.stdout
+
+
+def test_novel_viewpoints_smoke(tmp_path):
+    """The novel-viewpoint protocol of Hinton et al. (2018, Table 2) at the smoke budget: for both
+    protocols, the four models trained on familiar views, each stopped at an evaluated checkpoint
+    (the familiar-accuracy match) and tested on novel views there; a table, a figure and one sentence."""
+    import math
+
+    stdout = run_script("novel_viewpoints.py", "--budget", "smoke", "--workdir", tmp_path)
+    out = json.loads((tmp_path / "novel_viewpoints.json").read_text())
+    models = ["matrix_capsnet", "capsnet", "efficient_capsnet", "cnn"]
+    assert list(out["results"]) == ["azimuth", "elevation"] and out["seeds"] == [0]
+    table = (tmp_path / "novel_viewpoints.md").read_text()
+    for protocol, rows in out["results"].items():
+        assert list(rows) == models, protocol
+        for name, row in rows.items():
+            for part in ("familiar", "novel"):
+                assert math.isfinite(row[part]["mean"]) and 0.0 <= row[part]["mean"] <= 100.0, (protocol, name)
+                assert row[part]["runs"] == 1, (protocol, name)
+            assert row["parameters"] > 0 and row["train_examples_per_sec"] > 0, (protocol, name)
+            assert f"| {protocol} | {name} | {row['familiar']['mean']:.2f} +- 0.00 | " in table
+        info = out["protocols"][protocol]
+        assert info["train_images"] == 256 and info["novel_test_images"] == 128
+        # 256 images, batch 32: 8 steps, evaluated (and checkpointed) at steps 4 and 8
+        seed = info["per_seed"][0]
+        assert all(seed[name]["matched_step"] in (4, 8) for name in models), protocol
+    assert out["answer"] in stdout and "novel viewpoints" in out["answer"]
+    pixels = np.asarray(Image.open(tmp_path / "novel_viewpoints.png").convert("L"))
+    assert pixels.size > 10_000 and pixels.std() > 5

@@ -1,0 +1,355 @@
+"""Novel viewpoints (Hinton, Sabour & Frosst 2018, sec. 6 and Table 2), on the generated viewpoints dataset.
+
+For each protocol of :func:`capsjax.data.viewpoints.viewpoint_split` (``azimuth``: familiar azimuths
+300-40 deg, novel 60-280 deg; ``elevation``: familiar the 3 lowest elevations, novel the 6 highest),
+four models are trained on the training split's familiar-view images only (instances 0-4) and tested
+on the test split's instances (5-9): on their familiar views through training (a checkpoint at each
+evaluation), on their novel views at the chosen checkpoint. The models: matrix capsules with EM routing
+(``matrix_capsnet``), CapsNet with dynamic routing (``capsnet``), Efficient-CapsNet
+(``efficient_capsnet``) and the baseline CNN (``cnn``). Images are 48x48; every model trains on random
+32x32 crops and is tested on the central one, as the smallNORB recipes (experiments/configs/recipes.py).
+
+As the paper, the models are compared at the same familiar-view accuracy: the capsule models are
+stopped where their familiar-view test accuracy matches the CNN's, and their novel-view errors are
+compared there. The level is the lowest of the four models' best familiar-view accuracies
+(capsjax.analysis.matching.match_accuracy): the CNN's best when every capsule model reaches it (the
+paper's case), else the weakest capsule model's best, where the CNN is stopped too. Each model is taken
+at its evaluated checkpoint closest to that level. The paper (smallNORB, novel-view error at matched
+familiar error): azimuth 13.5% (matrix capsules) vs 20.0% (CNN) at 3.7%; elevation 12.3% vs 17.8% at 4.3%.
+
+    python experiments/novel_viewpoints.py --budget reduced --workdir runs/novel_viewpoints
+    python experiments/novel_viewpoints.py --budget smoke --workdir /tmp/nv     # ~70 s, used by the tests
+
+Budgets (``BUDGETS`` below):
+
+- smoke: 1 seed, one lighting of two instances per split rendered on the spot (1,620 images a
+  split), 256 familiar training images, 128 familiar and 128 novel test images, tiny models, 8 steps.
+- reduced: 3 seeds, the whole generated splits (16,200 images each): 5,400 familiar-view training
+  images x 5 epochs, 2,700 familiar-view test images (evaluated 10 times a run) and 2,700 novel-view
+  ones; narrowed models (matrix capsules A=32, B=C=D=8, 24K parameters; CapsNet 64 conv channels, 8
+  primary types; Efficient-CapsNet as its paper; CNN conv 32, 32, 16). About 2 h 10 min on a quiet
+  2-core CPU, 24 runs: per run 645 s (matrix capsules), 330 s (CNN), 170 s (Efficient-CapsNet) and
+  100 s (CapsNet), from their train / test img/s measured over a few steps at these sizes (56 / 182,
+  120 / 283, 212 / 712, 370 / 1144); plan on 3 h on a shared one. (The smoke run's img/s, 33-109,
+  are its tiny models' start-up and say nothing about these sizes.)
+- full: 3 seeds, every image, the papers' network sizes, 50 epochs (a GPU's work).
+
+``--data-dir`` names a folder of the real smallNORB files (capsjax.data.file_formats, resized to
+48x48): the same protocols are applied through the images' azimuth and elevation factors in degrees,
+which the reader must provide; where it does not, the script refuses in one line before training.
+
+Writes novel_viewpoints.json and novel_viewpoints.md (per protocol and model: familiar-view and
+novel-view test error at the matched checkpoint, mean +- std over seeds, parameters, train img/s) and
+novel_viewpoints.png (novel-view error per model and protocol, +-std bars) in the work directory, and
+prints whether the capsule models generalise better than the CNN to novel viewpoints. Runs live in
+``<workdir>/<protocol>/<model>/seed<k>`` (their data in ``<workdir>/data/``); finished ones are reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+from typing import NoReturn
+
+import numpy as np
+
+from budgets import budget_config, experiment_parser
+from capsjax.analysis.figures import plot_error_bars
+from capsjax.analysis.matching import accuracy_history, match_accuracy
+from capsjax.analysis.reports import write_results
+from capsjax.data.atomic import atomic_path, write_json
+from capsjax.data.canvas import centre_crop
+from capsjax.data.dataset import ArrayDataset
+from capsjax.data.registry import load_split
+from capsjax.data.viewpoints import INSTANCES, PROTOCOLS, make_viewpoints, viewpoint_split
+from capsjax.nn import CapsNetConfig, CNNConfig, EfficientCapsNetConfig, MatrixCapsNetConfig
+from capsjax.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
+from capsjax.training.evaluation import evaluate_checkpoint
+from capsjax.training.sweeps import run_variants, summarise
+
+SIDE, CROP = 48, 32
+MODELS = {
+    "matrix_capsnet": "matrix capsules, EM routing",
+    "capsnet": "CapsNet, dynamic routing",
+    "efficient_capsnet": "Efficient-CapsNet, self-attention routing",
+    "cnn": "baseline CNN",
+}
+CAPSULE_MODELS = ("matrix_capsnet", "capsnet", "efficient_capsnet")
+# Hinton et al. (2018), Table 2 (smallNORB): test error % of the CNN and of matrix capsules.
+PAPER = {
+    "azimuth": {"cnn": (3.7, 20.0), "matrix_capsnet": (3.7, 13.5)},
+    "elevation": {"cnn": (4.3, 17.8), "matrix_capsnet": (4.3, 12.3)},
+}
+STEM = "novel_viewpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What one budget trains: data counts (None: all), schedule and the four models' sizes."""
+
+    train_images: int | None
+    test_images: int | None  # of each of the familiar and the novel test images
+    epochs: int
+    evaluations: int  # on the familiar test images, each with a checkpoint kept: what the match chooses from
+    batch_size: dict[str, int]
+    models: dict[str, object]
+    rendered_subset: bool = False  # smoke: render one lighting of two instances per split
+
+
+BUDGETS = {
+    "smoke": Budget(
+        train_images=256,
+        test_images=128,
+        epochs=1,
+        evaluations=2,
+        batch_size=dict.fromkeys(MODELS, 32),
+        models={
+            "matrix_capsnet": MatrixCapsNetConfig(conv_channels=8, primary_types=4, caps1_types=4, caps2_types=4),
+            "capsnet": CapsNetConfig(conv_channels=16, primary_types=4, class_dim=8, decoder_hidden=(32,)),
+            "efficient_capsnet": EfficientCapsNetConfig(conv_channels=(8, 8, 8, 16), class_dim=8, decoder_hidden=(32,)),
+            "cnn": CNNConfig(conv_channels=(8, 8, 4), hidden=(32, 16)),
+        },
+        rendered_subset=True,
+    ),
+    "reduced": Budget(
+        train_images=None,
+        test_images=2700,
+        epochs=5,
+        evaluations=10,
+        batch_size={"matrix_capsnet": 32, "capsnet": 64, "efficient_capsnet": 64, "cnn": 64},
+        models={
+            # Narrower than the paper's small network (A=64, B=8, C=D=16: 16 img/s here): A=32, B=C=D=8.
+            "matrix_capsnet": MatrixCapsNetConfig(conv_channels=32, primary_types=8, caps1_types=8, caps2_types=8),
+            "capsnet": CapsNetConfig(conv_channels=64, primary_types=8),
+            "efficient_capsnet": EfficientCapsNetConfig(),
+            "cnn": CNNConfig(conv_channels=(32, 32, 16)),
+        },
+    ),
+    "full": Budget(
+        train_images=None,
+        test_images=None,
+        epochs=50,
+        evaluations=25,
+        batch_size={"matrix_capsnet": 32, "capsnet": 128, "efficient_capsnet": 64, "cnn": 128},
+        models={
+            "matrix_capsnet": MatrixCapsNetConfig.preset("paper"),
+            "capsnet": CapsNetConfig(),
+            "efficient_capsnet": EfficientCapsNetConfig(),
+            # The paper's baseline: 5x5 convs of 32 and 64 channels, 1024 hidden units, 4.2M parameters. capsjax's
+            # CNN has no pooling: a third, 4-channel conv keeps the dense layer, and the parameters, near the paper's.
+            "cnn": CNNConfig(conv_channels=(32, 64, 4), hidden=(1024,)),
+        },
+    ),
+}
+
+
+def refuse(message: str) -> NoReturn:
+    """Stop before training with one line on stderr and exit status 2 (the project's code for bad input)."""
+    print(f"novel_viewpoints.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def shuffled(data: ArrayDataset, seed: int) -> ArrayDataset:
+    """``data`` in a seeded order, so that its first ``n`` images are a random subset."""
+    return data.select(np.random.default_rng(seed).permutation(len(data)))
+
+
+def load_views(budget: Budget, data_dir) -> dict[str, ArrayDataset]:
+    """The train and test splits with their factors: generated, or the real smallNORB files in ``data_dir``."""
+    if data_dir is not None:
+        splits = {split: load_split("smallnorb", split, path=data_dir, resize=SIDE) for split in ("train", "test")}
+        for split, data in splits.items():
+            missing = [factor for factor, _ in PROTOCOLS.values() if factor not in (data.factors or {})]
+            if missing:
+                refuse(
+                    f"--data-dir {data_dir}: its {split} images come without their {' and '.join(missing)} "
+                    "(the reader must give them per image, in degrees); leave out --data-dir to use the generated views"
+                )
+        return splits
+    if budget.rendered_subset:  # lighting 0 of two instances per split: 1,620 images a split, in about a second
+        return {split: make_viewpoints(split, instances=INSTANCES[split][:2], lightings=(0,)) for split in INSTANCES}
+    return {split: load_split("viewpoints", split) for split in ("train", "test")}
+
+
+def protocol_data(views, protocol: str, budget: Budget, path: pathlib.Path) -> tuple[int, ArrayDataset]:
+    """Write the familiar-view training and test images to ``path`` (the ``.npz`` layout the loop reads:
+    x_train, y_train, x_test, y_test); returns the number of training images and the novel-view test
+    images, centre-cropped as the loop crops its test images."""
+    parts = {
+        "train": shuffled(viewpoint_split(views["train"], protocol, "familiar"), 0).take(budget.train_images),
+        "test": shuffled(viewpoint_split(views["test"], protocol, "familiar"), 1).take(budget.test_images),
+    }
+    novel = shuffled(viewpoint_split(views["test"], protocol, "novel"), 2).take(budget.test_images)
+    for name, data in {**parts, "novel": novel}.items():
+        if len(data) == 0:
+            refuse(f"no {name} images under the {protocol} protocol; check the data")
+    arrays = {
+        f"{key}_{split}": getattr(parts[split], attr)
+        for split in parts
+        for key, attr in (("x", "images"), ("y", "labels"))
+    }
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:  # a file object: savez adds no ".npz"
+        np.savez_compressed(file, **arrays)
+    return len(parts["train"]), dataclasses.replace(
+        novel, images=centre_crop(novel.images, CROP), source=f"{protocol} novel"
+    )
+
+
+def variants(budget_name: str, data_path: pathlib.Path, train_images: int) -> dict[str, TrainConfig]:
+    """The four models' configs on the ``train_images`` familiar-view images at ``data_path``: the budget's
+    sizes and schedule on its base config (log and checkpoint intervals), a checkpoint kept at every evaluation."""
+    base, _ = budget_config(budget_name)
+    budget = BUDGETS[budget_name]
+    data = DataConfig(name="viewpoints", path=str(data_path), crop=CROP, max_shift=0)
+    out = {}
+    for name in MODELS:
+        steps_per_epoch = max(1, train_images // budget.batch_size[name])
+        total_steps = steps_per_epoch * budget.epochs
+        loss = LossConfig()
+        if name == "matrix_capsnet":  # its paper's spread loss, the margin grown over the first half
+            loss = LossConfig(class_loss="spread", recon_weight=0.0, spread_margin_steps=max(1, total_steps // 2))
+        out[name] = dataclasses.replace(
+            base,
+            model=name,
+            **{name: budget.models[name]},
+            data=data,
+            loss=loss,
+            optim=OptimConfig(learning_rate=1e-3, decay_rate=0.96, decay_steps=steps_per_epoch),
+            batch_size=budget.batch_size[name],
+            eval_batch_size=min(base.eval_batch_size, 256),
+            epochs=budget.epochs,
+            eval_every_steps=max(1, total_steps // budget.evaluations),
+            keep_checkpoints=None,
+        )
+    return out
+
+
+def novel_error(run_dir: pathlib.Path, step: int, novel: ArrayDataset) -> float:
+    """Novel-view test error % of checkpoint ``step``, kept in the run's ``novel_test.json``."""
+    cached = run_dir / "novel_test.json"
+    known = json.loads(cached.read_text()) if cached.exists() else {}
+    if str(step) not in known:
+        known[str(step)] = evaluate_checkpoint(run_dir, step=step, dataset=novel)["error_percent"]
+        write_json(cached, known)
+    return known[str(step)]
+
+
+def compare_seed(protocol_dir: pathlib.Path, seed: int, novel: ArrayDataset) -> dict:
+    """Familiar-view accuracy % through training, the matched level and steps, and both errors there."""
+    run_dirs = {name: protocol_dir / name / f"seed{seed}" for name in MODELS}
+    familiar = {name: {s: 100.0 * a for s, a in accuracy_history(d).items()} for name, d in run_dirs.items()}
+    target, steps = match_accuracy(familiar)
+    out = {"target_familiar_accuracy": target, "target_is_cnn_best": max(familiar["cnn"].values()) == target}
+    for name in MODELS:
+        out[name] = {
+            "familiar_accuracy": familiar[name],
+            "matched_step": steps[name],
+            "familiar_error": 100.0 - familiar[name][steps[name]],
+            "novel_error": novel_error(run_dirs[name], steps[name], novel),
+        }
+    return out
+
+
+def protocol_rows(per_seed: list[dict], trained: dict) -> dict:
+    """Per model: familiar and novel error at the match (mean +- std over seeds), parameters, img/s."""
+    rows = {}
+    for name in MODELS:
+        rows[name] = {
+            "familiar": summarise([seed[name]["familiar_error"] for seed in per_seed]),
+            "novel": summarise([seed[name]["novel_error"] for seed in per_seed]),
+            "parameters": trained[name]["parameters"],
+            "train_examples_per_sec": trained[name]["train_examples_per_sec"],
+        }
+    return rows
+
+
+def markdown(results: dict, header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| protocol | model | familiar-view test error % | novel-view test error % | parameters | train img/s | "
+        "paper familiar / novel % |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for protocol, rows in results.items():
+        for name, row in rows.items():
+            paper = PAPER[protocol].get(name)
+            lines.append(
+                f"| {protocol} | {name} | {row['familiar']['mean']:.2f} +- {row['familiar']['std']:.2f} | "
+                f"{row['novel']['mean']:.2f} +- {row['novel']['std']:.2f} | {row['parameters']:,} | "
+                f"{row['train_examples_per_sec']:.0f} | {f'{paper[0]} / {paper[1]}' if paper else '-'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def answer(results: dict) -> str:
+    """One sentence: do the capsule models make fewer novel-view errors than the CNN at the matched level?"""
+    gaps = {
+        (protocol, name): rows[name]["novel"]["mean"] - rows["cnn"]["novel"]["mean"]
+        for protocol, rows in results.items()
+        for name in CAPSULE_MODELS
+    }
+    better, count = sum(gap < 0 for gap in gaps.values()), len(gaps)
+    if better == count:
+        verdict = f"generalise better than the CNN to novel viewpoints in all {count} comparisons"
+    elif better == 0:
+        verdict = f"do not generalise better than the CNN to novel viewpoints in any of {count} comparisons"
+    else:
+        verdict = (
+            f"do not consistently generalise better than the CNN to novel viewpoints: better in {better} of {count}"
+        )
+    details = "; ".join(
+        f"{protocol}: CNN {rows['cnn']['novel']['mean']:.1f}% at {rows['cnn']['familiar']['mean']:.1f}% familiar-view "
+        "error, " + ", ".join(f"{name} {gaps[protocol, name]:+.1f}" for name in CAPSULE_MODELS)
+        for protocol, rows in results.items()
+    )
+    return (
+        f"At matched familiar-view accuracy the capsule models {verdict} (novel-view test error, and each "
+        f"capsule model's difference from the CNN's in percentage points: {details})."
+    )
+
+
+def main():
+    parser = experiment_parser(__doc__, data_dir_help="folder of the real smallNORB files (default: generated views)")
+    args = parser.parse_args()
+    workdir = pathlib.Path(args.workdir)
+    budget = BUDGETS[args.budget]
+    _, seeds = budget_config(args.budget, seeds=args.seeds or (1 if args.budget == "smoke" else 3))
+    views = load_views(budget, args.data_dir)
+    results, per_protocol = {}, {}
+    for protocol in PROTOCOLS:
+        data_path = workdir / "data" / f"{protocol}_{args.budget}.npz"
+        train_images, novel = protocol_data(views, protocol, budget, data_path)
+        configs = variants(args.budget, data_path, train_images)
+        trained = run_variants(configs, seeds=seeds, workdir=workdir / protocol)
+        per_seed = [compare_seed(workdir / protocol, seed, novel) for seed in seeds]
+        per_protocol[protocol] = {"per_seed": per_seed, "train_images": train_images, "novel_test_images": len(novel)}
+        results[protocol] = protocol_rows(per_seed, trained)
+    header = (
+        f"Budget: {args.budget}, seeds {list(seeds)}, {'real smallNORB' if args.data_dir else 'generated viewpoints'}, "
+        f"{SIDE}x{SIDE} images, random {CROP}x{CROP} crops (tests: the centre). Test error % (mean +- std over "
+        "seeds) of each model at its checkpoint whose familiar-view accuracy is closest to the lowest of the "
+        "four models' best (the CNN's when every capsule model reaches it)."
+    )
+    sentence = answer(results)
+    out = {
+        "budget": args.budget,
+        "seeds": list(seeds),
+        "results": results,
+        "protocols": per_protocol,
+        "answer": sentence,
+    }
+    table = write_results(workdir, out, markdown(results, header) + "\n" + sentence + "\n", stem=STEM)
+    panels = {
+        protocol: {name: (row["novel"]["mean"], row["novel"]["std"]) for name, row in rows.items()}
+        for protocol, rows in results.items()
+    }
+    plot_error_bars(panels, workdir / f"{STEM}.png", ylabel="novel-view test error % (matched)")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
