@@ -405,3 +405,25 @@ def test_fashion_mnist_from_the_system_folder_keeps_working(tmp_path, monkeypatc
     monkeypatch.setattr("capsjax.data.sources.SYSTEM_DIR", tmp_path)
     data = load_split("fashion_mnist", "test")
     assert len(data) == 64 and data.source == str(tmp_path / "fashion-mnist")
+
+
+def test_smallnorb_viewpoints_come_from_the_info_files(tmp_path):
+    """Each image's instance, elevation and azimuth in degrees, and lighting, as the viewpoint protocol needs."""
+    images = rng.integers(0, 256, (3, 2, 8, 8), dtype=np.uint8)
+    info = np.array([[4, 0, 0, 5], [9, 8, 34, 0], [0, 3, 18, 2]], np.int32)
+    for tag in ("training", "testing"):
+        write_norb(tmp_path / f"smallnorb-5x46789x9x18x6x2x96x96-{tag}-dat.mat", images, 0x1E3D4C55)
+        write_norb(
+            tmp_path / f"smallnorb-5x46789x9x18x6x2x96x96-{tag}-cat.mat", np.array([0, 4, 2], np.int32), 0x1E3D4C54
+        )
+        write_norb(tmp_path / f"smallnorb-5x46789x9x18x6x2x96x96-{tag}-info.mat", info, 0x1E3D4C54)
+    factors = read_split(tmp_path, "test").factors
+    np.testing.assert_array_equal(factors["instance"], [4, 9, 0])
+    np.testing.assert_array_equal(factors["elevation"], [30, 70, 45])
+    np.testing.assert_array_equal(factors["azimuth"], [0, 340, 180])
+    np.testing.assert_array_equal(factors["lighting"], [5, 0, 2])
+    odd = info.copy()
+    odd[0, 2] = 3
+    write_norb(tmp_path / "smallnorb-5x46789x9x18x6x2x96x96-training-info.mat", odd, 0x1E3D4C54)
+    with pytest.raises(DataFormatError, match="training-info.mat: azimuth values outside 0..34, even"):
+        read_split(tmp_path, "train")

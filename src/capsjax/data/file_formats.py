@@ -38,13 +38,11 @@ in :mod:`capsjax.data.format_errors`; this module re-exports their public names.
 
 from __future__ import annotations
 
-import gzip
 import math
 import pathlib
 import pickle
 import zipfile
 import zlib
-from typing import BinaryIO
 
 import numpy as np
 
@@ -59,6 +57,7 @@ from capsjax.data.image_folders import (
     open_image,
     read_image_folder,
 )
+from capsjax.data.norb_files import read_norb_factors, read_norb_matrix
 from capsjax.errors import DataNotFoundError
 
 # Every public name, those of the image folders included (the API reference documents them here), in
@@ -82,6 +81,7 @@ __all__ = [
     "read_cifar",
     "read_svhn",
     "read_norb_matrix",
+    "read_norb_factors",
     "read_smallnorb",
 ]
 
@@ -302,54 +302,6 @@ def read_svhn(folder: pathlib.Path, split: str) -> ArrayDataset:
 
 # --- smallNORB (binary matrix files) -------------------------------------------------------------
 
-_NORB_TYPES = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}
-
-
-def read_norb_matrix(path: pathlib.Path) -> np.ndarray:
-    """One smallNORB binary matrix (``.mat``, optionally gzipped): int32 magic, rank, dims, data.
-
-    The header is checked before the data is read, and gzip data is decompressed only up to the size
-    the header declares.
-    """
-    try:
-        with open(path, "rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
-            raw.seek(0)
-            stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            dims, dtype = _norb_header(path, stream)
-            expected = math.prod(dims) * dtype.itemsize
-            data = stream.read(expected)
-            found = len(data) + len(stream.read(1))
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataFormatError(f"{path}: corrupt gzip data or unreadable ({err})") from None
-    if found != expected:
-        what = "trailing data" if found > expected else f"{found} data bytes"
-        raise DataFormatError(f"{path}: {what}, the header says {expected}")
-    return np.frombuffer(data, dtype).reshape(dims)
-
-
-def _norb_header(path: pathlib.Path, stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
-    """The dimensions and dtype of a smallNORB matrix, read from ``stream``; refuses sizes above the limit."""
-    start = stream.read(8)
-    header = np.frombuffer(start, "<i4") if len(start) == 8 else np.zeros(0, "<i4")
-    if len(header) < 2 or int(header[0]) & 0xFFFFFFFF not in _NORB_TYPES:
-        raise DataFormatError(f"{path}: not a smallNORB matrix (bad magic number)")
-    dtype, rank = np.dtype(_NORB_TYPES[int(header[0]) & 0xFFFFFFFF]).newbyteorder("<"), int(header[1])
-    if not 1 <= rank <= 6:
-        raise DataFormatError(f"{path}: bad rank {rank}")
-    dims_count = max(3, rank)  # the format stores at least 3 dimensions
-    stored = stream.read(4 * dims_count)
-    if len(stored) < 4 * dims_count:
-        raise DataFormatError(f"{path}: truncated header ({rank} dimensions declared)")
-    dims = tuple(int(d) for d in np.frombuffer(stored, "<i4")[:rank])
-    nbytes = math.prod(dims) * dtype.itemsize
-    if min(dims) < 0 or nbytes > idx.MAX_ARRAY_BYTES:
-        raise DataFormatError(
-            f"{path}: the header declares shape {dims} ({nbytes} bytes); dimensions must be >= 0 and the data at "
-            f"most {idx.MAX_ARRAY_BYTES} bytes (the machine's memory): the file is corrupt"
-        )
-    return dims, dtype
-
 
 def _norb_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
     tag = "training" if split == "train" else "testing"
@@ -360,7 +312,8 @@ def _norb_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
 
 
 def read_smallnorb(folder: pathlib.Path, split: str) -> ArrayDataset:
-    """The left camera's 96x96 images ``[n, 96, 96, 1]`` and categories 0..4 of one smallNORB split."""
+    """The left camera's 96x96 images ``[n, 96, 96, 1]``, categories 0..4 and, where the folder holds the
+    split's ``*-info.mat``, each image's viewpoint (:func:`read_norb_factors`) of one smallNORB split."""
     dat_path, cat_path = _norb_file(folder, split, "dat"), _norb_file(folder, split, "cat")
     images = read_norb_matrix(dat_path)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 2:
@@ -368,9 +321,12 @@ def read_smallnorb(folder: pathlib.Path, split: str) -> ArrayDataset:
             f"{dat_path}: expected uint8 [n, 2, h, w] stereo pairs, got {images.dtype} {images.shape}"
         )
     labels = read_norb_matrix(cat_path)
+    tag = "training" if split == "train" else "testing"
+    info = sorted(p for p in folder.iterdir() if tag in p.name and "-info.mat" in p.name)
     return ArrayDataset(
         np.ascontiguousarray(images[:, 0, :, :, None]),
         _checked_labels(labels, len(images), str(cat_path), 5),
         str(folder),
         class_names=SMALLNORB_CLASSES,
+        factors=read_norb_factors(info[0], len(images)) if info else None,
     )
