@@ -71,12 +71,13 @@ def _config_of_weights(path: str):
 def _check_overrides_reach_the_model(config, overrides) -> None:
     """Refuse overrides of a model that the run does not train: they would change nothing."""
     from capsjax.nn.registry import MODELS
+    from capsjax.training.config import split_overrides
 
-    for arg in overrides:
-        head = arg[len("--config.") :].split(".", 1)[0] if arg.startswith("--config.") else ""
+    for path, _ in split_overrides(overrides):
+        head = path.split(".", 1)[0]
         if head in MODELS and head != config.model:
             raise UsageError(
-                f"{arg.partition('=')[0]}: this run trains {config.model}, so a setting of {head} has no effect; "
+                f"--config.{path}: this run trains {config.model}, so a setting of {head} has no effect; "
                 f"set --config.{config.model}.... instead, or --config.model={head}"
             )
 

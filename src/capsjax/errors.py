@@ -27,6 +27,13 @@ EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): what a
+    one-line error quotes of an error raised beneath it."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class CapsjaxError(Exception):
     """The base of every error capsjax raises on purpose; its message is one line."""
 
@@ -103,4 +110,5 @@ __all__ = [
     "UsageError",
     "WeightsError",
     "WorkdirError",
+    "first_line",
 ]

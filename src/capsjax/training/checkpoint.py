@@ -23,14 +23,13 @@ from typing import TypeVar
 import jax
 import orbax.checkpoint as ocp
 
-from capsjax.errors import StorageError
+from capsjax.errors import StorageError, first_line
 from capsjax.training.checkpoint_errors import (
     CheckpointMismatchError,
     DamagedCheckpointError,
     MissingCheckpointError,
     _damage,
     _difference,
-    _first_line,
     _origin,
     _shapes,
     storage_errors,
@@ -345,7 +344,7 @@ class Checkpointer:
         except Exception as err:
             if not failed:
                 raise
-            log.debug("closing the checkpoint manager after a failed write: %s", _first_line(err))
+            log.debug("closing the checkpoint manager after a failed write: %s", first_line(err))
 
 
 def restore_params_and_step(

@@ -18,7 +18,7 @@ import re
 import jax
 import numpy as np
 
-from capsjax.errors import ConfigError, StorageError, WorkdirError
+from capsjax.errors import ConfigError, StorageError, WorkdirError, first_line
 
 _STORAGE_ERRORS = {  # what tensorstore / orbax say, as the OSError a user would recognise
     "RESOURCE_EXHAUSTED": (errno.ENOSPC, "no space left on device"),
@@ -83,17 +83,12 @@ def _origin(err: BaseException) -> BaseException:
     return err.__cause__ if isinstance(err, StorageError) and err.__cause__ is not None else err
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _damage(err: BaseException, folder: pathlib.Path) -> str:
     """What ``err``, raised reading the checkpoint in ``folder``, says is wrong, in one short line:
     the damaged file (relative to ``folder``) and tensorstore's complaint about it, when it names one."""
     if isinstance(err, json.JSONDecodeError):
         return f"a metadata file is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
-    text = _first_line(err).split(" [tensorstore_spec", 1)[0]
+    text = first_line(err).split(" [tensorstore_spec", 1)[0]
     files = list(re.finditer(r'local file "([^"]+)"(?:: )?', text))
     if not files:
         return text[:300]

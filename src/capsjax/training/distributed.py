@@ -26,7 +26,7 @@ import os
 import jax
 import numpy as np
 
-from capsjax.errors import DistributedError
+from capsjax.errors import DistributedError, first_line
 
 log = logging.getLogger("capsjax")
 
@@ -174,8 +174,3 @@ def is_peer_failure(err: BaseException) -> bool:
         return False
     markers = ("closed by peer", "reset by peer", "Gloo", "heartbeat", "UNAVAILABLE", "coordination service")
     return any(marker in str(err) for marker in markers)
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

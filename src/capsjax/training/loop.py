@@ -147,22 +147,22 @@ class Trainer:
         self.checkpointer.save(self.ledger.step, self.state)
         self.last_checkpoint = time.monotonic()
 
-    def test(self) -> dict:
-        """Checkpoint, evaluate on the test split, log; returns the test metrics."""
+    def test(self) -> tuple[dict, nnx.State]:
+        """Checkpoint, evaluate on the test split, log; returns the test metrics and the variables tested."""
         self.save_checkpoint()
         rows = self.sharding.process_rows(self.config.eval_batch_size)
         batches = eval_batches(self.run.test_set, batch_size=self.config.eval_batch_size, rows=rows)
-        self.tested = evaluation_params(self.state, self.config.optim)
-        self.ledger.test_metrics = evaluate(self.eval_step, self.tested, batches, self.sharding)
+        tested = evaluation_params(self.state, self.config.optim)
+        self.ledger.test_metrics = evaluate(self.eval_step, tested, batches, self.sharding)
         self.writer.write_scalars(self.ledger.step, self.ledger.test_metrics, prefix="test/")
-        return self.ledger.test_metrics
+        return self.ledger.test_metrics, tested
 
     def end_of_epoch(self, say) -> None:
-        metrics = self.test()
+        metrics, tested = self.test()
         epoch = self.ledger.step // self.run.steps_per_epoch
         if self.run.primary:
             save_reconstructions(
-                self.graphdef, self.tested, self.run.test_set, self.run.workdir / f"reconstructions_epoch{epoch}.png"
+                self.graphdef, tested, self.run.test_set, self.run.workdir / f"reconstructions_epoch{epoch}.png"
             )
         say(f"epoch {epoch}: test accuracy {100 * metrics['accuracy']:.2f}% ({metrics['count']} images)")
 
@@ -211,7 +211,7 @@ class Trainer:
             if stopping or ledger.step % self.run.steps_per_epoch == 0:
                 return stopping
             if config.eval_every_steps and ledger.step % config.eval_every_steps == 0:
-                bar.set_postfix_str(f"test accuracy {100 * self.test()['accuracy']:.2f}% at step {ledger.step}")
+                bar.set_postfix_str(f"test accuracy {100 * self.test()[0]['accuracy']:.2f}% at step {ledger.step}")
         return False
 
     def fit(self, stop: StopRequested, writer, *, progress: bool) -> None:

@@ -54,8 +54,8 @@ class PreparedRun:
       resume_step: the checkpoint step the run continues from; None for a new run.
       init_params: the variables of ``config.init_weights`` fitted to the model; None otherwise.
       teachers: ``(graph, params)`` of each of ``config.teachers``.
-      finished: the summary of a finished run that was resumed (nothing is left to do); else None.
       primary: this process writes the run's files (process 0 of a distributed run).
+      finished: the summary of a finished run that was resumed (nothing is left to do); else None.
     """
 
     config: TrainConfig
@@ -64,11 +64,11 @@ class PreparedRun:
     test_set: ArrayDataset
     data_dir: str | None
     class_names: tuple[str, ...] | None
-    resume_step: int | None
-    init_params: nnx.State | None
-    teachers: tuple[Teacher, ...]
-    finished: dict | None
     primary: bool
+    resume_step: int | None = None
+    init_params: nnx.State | None = None
+    teachers: tuple[Teacher, ...] = ()
+    finished: dict | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -147,27 +147,31 @@ def _load_sized(config: TrainConfig, data_dir) -> tuple[TrainConfig, ArrayDatase
 
 def _prepare(config: TrainConfig, workdir: pathlib.Path, *, data_dir, resume: bool, primary: bool) -> PreparedRun:
     validate(config)  # the fields the data does not decide: fail before loading anything
-    with Checkpointer(workdir) as checkpointer:
-        latest = checkpointer.latest_step() if resume else None
-    recorded, recorded_folder = _resumed_config(workdir, config) if resume else (None, None)
+    latest, recorded, recorded_folder = None, None, None
+    if resume:
+        with Checkpointer(workdir) as checkpointer:
+            latest = checkpointer.latest_step()
+        recorded, recorded_folder = _resumed_config(workdir, config)
     _check_start(config, recorded, latest, workdir)
-    config, train_set, test_set = _load_sized(config, data_dir if data_dir is not None else recorded_folder)
-    data_folder = _data_folder(train_set, data_dir if data_dir is not None else recorded_folder)
+    data_dir = recorded_folder if data_dir is None else data_dir
+    config, train_set, test_set = _load_sized(config, data_dir)
+    data_folder = _data_folder(train_set, data_dir)
     _check_resumed_folder(data_folder, recorded_folder, workdir)
     graphdef, state_shapes = abstract_model(config)
-    run = dict(config=config, workdir=workdir, train_set=train_set, test_set=test_set, primary=primary)
-    run |= dict(data_dir=data_folder, class_names=train_set.class_names)
+    run = PreparedRun(
+        config, workdir, train_set, test_set, data_dir=data_folder, class_names=train_set.class_names, primary=primary
+    )
     if latest is not None:
         with Checkpointer(workdir) as checkpointer:
             latest = checkpointer.check_compatible(state_shapes)  # the newest readable one
-        finished = finished_summary(workdir, latest, len(train_set) // config.batch_size * config.epochs)
-        return PreparedRun(**run, resume_step=latest, init_params=None, teachers=(), finished=finished)
+        finished = finished_summary(workdir, latest, run.total_steps)
+        return dataclasses.replace(run, resume_step=latest, finished=finished)
     init_params = None
     if config.init_weights:
         init_params = fitting_params(config.init_weights, state_shapes.params, model=config.model)
         log.info("starting from the weights in %s", config.init_weights)
     teachers = read_teachers(config, graphdef, state_shapes.params)
-    return PreparedRun(**run, resume_step=None, init_params=init_params, teachers=teachers, finished=None)
+    return dataclasses.replace(run, init_params=init_params, teachers=teachers)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx, serialization
 
 from capsjax.data.atomic import write_bytes
-from capsjax.errors import ConfigError, UsageError, WeightsError
+from capsjax.errors import ConfigError, UsageError, WeightsError, first_line
 from capsjax.nn.interface import with_mode
 from capsjax.training.checkpoint import restore_params
 from capsjax.training.config import TrainConfig, recorded_class_names, to_dict
@@ -44,7 +44,6 @@ from capsjax.training.weights_file import (
     STORAGE_DTYPES,
     Weights,
     WeightsNotFoundError,
-    _first_line,
     _path_name,
     parameter_limit,
     read_weights,
@@ -277,7 +276,7 @@ def read_teachers(
         except (ValueError, TypeError) as err:
             raise ConfigError(
                 f"config.teachers: {path}: its {weights.config.model} cannot take this run's images "
-                f"{tuple(image_shape)}: {_first_line(err)}"
+                f"{tuple(image_shape)}: {first_line(err)}"
             ) from None
         if given != wanted:
             raise ConfigError(

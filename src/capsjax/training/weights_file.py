@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 
-from capsjax.errors import ConfigError, StorageError, WeightsError
+from capsjax.errors import ConfigError, StorageError, WeightsError, first_line
 from capsjax.training.config import TrainConfig, from_dict, validate
 from capsjax.training.state import create_model, split_model
 
@@ -105,7 +105,7 @@ def _read_record(path: pathlib.Path) -> dict:
     try:
         record = serialization.msgpack_restore(data)
     except _UNREADABLE as err:
-        raise WeightsError(f"{path}: not a capsjax weights file ({_first_line(err)})") from None
+        raise WeightsError(f"{path}: not a capsjax weights file ({first_line(err)})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a capsjax weights file (format tag {FORMAT!r} missing)")
     for key in ("config", "params"):
@@ -119,7 +119,7 @@ def _read_config(path: pathlib.Path, text) -> TrainConfig:
     try:
         data = json.loads(text)
     except (TypeError, ValueError, RecursionError) as err:
-        raise WeightsError(f"{path}: its config is not JSON text ({_first_line(err)})") from None
+        raise WeightsError(f"{path}: its config is not JSON text ({first_line(err)})") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: its config is not a JSON object but {type(data).__name__}")
     problem = _config_problem(TrainConfig, data, "config")
@@ -130,7 +130,7 @@ def _read_config(path: pathlib.Path, text) -> TrainConfig:
     except ConfigError as err:
         raise WeightsError(f"{path}: {err}") from None
     except (TypeError, ValueError) as err:
-        raise WeightsError(f"{path}: its config cannot be read ({_first_line(err)})") from None
+        raise WeightsError(f"{path}: its config cannot be read ({first_line(err)})") from None
 
 
 def _config_problem(cls, data: dict, prefix: str) -> str | None:
@@ -177,7 +177,7 @@ def _abstract_variables(path: pathlib.Path, config: TrainConfig) -> tuple[nnx.Gr
         graphdef, params = split_model(nnx.eval_shape(lambda: create_model(config)))
     except (TypeError, ValueError, OverflowError) as err:
         raise WeightsError(
-            f"{path}: its config describes no {config.model} that can be built ({_first_line(err)})"
+            f"{path}: its config describes no {config.model} that can be built ({first_line(err)})"
         ) from None
     count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     limit = parameter_limit()
@@ -252,9 +252,3 @@ def _short(value, width: int = 60) -> str:
     """``repr(value)``, cut to ``width`` characters."""
     text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _first_line(err: BaseException) -> str:
-    """The first line of an exception's message (or its type's name when it has none)."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
