@@ -6,21 +6,20 @@ WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
 DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,)
 DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 ARGS ?=
-PY_SOURCES := src tests experiments docs/conf.py
+PY_SOURCES := src tests experiments examples docs/conf.py docs/_ext
 
 .PHONY: install install-dev install-bench install-tfds train smoke eval bench test lint format docs check
 
 $(PY):
 	python3 -m venv $(VENV)
 
+# capsjax with the tests' and linters' tools and the docs site's (Sphinx and its extensions).
 install: $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-
-# What CI installs: the tests' and linters' tools and Sphinx for the API reference.
-install-dev: $(PY)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,docs]"
+
+# What CI installs (the same as install).
+install-dev: install
 
 # The peers of `make bench` (TensorFlow with Keras 3, PyTorch; ~1 GB).
 install-bench: install
@@ -54,9 +53,10 @@ format:
 	$(PY) -m ruff check --fix $(PY_SOURCES)
 	$(PY) -m ruff format $(PY_SOURCES)
 
-# The API reference from the docstrings, in docs/_build/html; any Sphinx warning is an error.
+# The docs site in docs/_build/html: guides, the API reference, and the examples/ gallery, whose
+# scripts run during the build (they read MNIST from DATA_DIR when set). Any Sphinx warning is an error.
 docs:
-	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(if $(DATA_DIR),CAPSJAX_DATA_DIR=$(abspath $(DATA_DIR)),) $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # Everything CI checks.
 check: lint docs test

@@ -8,7 +8,7 @@ from capsjax.nn import CapsNetConfig, CNNConfig
 from capsjax.training.config import DataConfig, OptimConfig, TrainConfig
 
 # Budgets: "smoke" checks the machinery in well under a minute; "reduced" is what a 2-core CPU
-# session affords (stated in RESULTS.md); "full" is the paper's scale (hours on a GPU).
+# affords in a few hours (stated in RESULTS.md); "full" is the paper's scale (hours on a GPU).
 BUDGETS = ("smoke", "reduced", "full")
 
 

@@ -1,4 +1,4 @@
-"""The paper's MNIST accuracy (issue 15): report a finished `mnist_paper` run and its weights file
+"""The paper's MNIST accuracy: report a finished `mnist_paper` run and its weights file
 (any model with a decoder: Efficient-CapsNet's with --paper-error 0.26 --stem efficient_capsnet).
 
 Writes to --out (default experiments/figures/<stem>): learning_curve.png (test error against epoch
@@ -49,7 +49,7 @@ from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
 from capsjax.training.weights import load_weights, read_weights
 
-MILESTONES = (99.0, 99.5, 99.6, 99.65)  # test accuracy, percent (99.65: issue 15's target)
+MILESTONES = (99.0, 99.5, 99.6, 99.65)  # test accuracy, percent (99.65: the target of the shipped weights)
 PAPER_ERROR = 0.25  # Sabour et al. 2017, Table 1: 3 routing iterations with reconstruction
 
 

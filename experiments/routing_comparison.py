@@ -1,4 +1,4 @@
-"""Routing algorithms compared in one CapsNet (issue 13, item 6).
+"""Routing algorithms compared in one CapsNet (the paper's routing and four later ones).
 
 The same CapsNet (the budget's size), data, loss and schedule, differing only in
 ``capsnet.routing`` and in how the class capsules score their classes: dynamic routing with 1 and

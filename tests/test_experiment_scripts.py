@@ -183,7 +183,7 @@ def test_match_accuracy_takes_the_level_every_model_reached():
 
 @pytest.mark.parametrize("model", ["capsnet", "efficient_capsnet"])
 def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
-    """The issue-15 report on a 2-epoch run of a tiny model: the curve has one point per epoch, the
+    """The paper-accuracy report on a 2-epoch run of a tiny model: the curve has one point per epoch, the
     accuracy is measured from the weights file, whose size and SHA-256 are those of the file; the
     script's --stem names the results and their folder."""
     import hashlib

@@ -1,7 +1,7 @@
 """A run's test error through training, against epochs and against training time, from ``metrics.jsonl``.
 
 Training time is measured from the records' wall-clock stamps, without the time a run spent stopped:
-a long run is interrupted (a session ends, the process is paused, a crash) and resumed, so the
+a long run is interrupted (the machine is shut down, the process is paused, a crash) and resumed, so the
 interval between two records that spans such a stop (longer than ``gap_seconds``) is replaced by the
 run's typical interval between records (their median).
 """

@@ -180,7 +180,7 @@ class PrimaryCapsules(nnx.Module):
 
 
 class ClassReadout(nnx.Module):
-    """A class score from each class capsule's pose: ``sigmoid(w_k . v_k + b_k)``, one learned
+    """A class score from each class capsule's pose: ``sigmoid(w_k^T v_k + b_k)``, one learned
     ``w [classes, dim]`` (normal, std 0.1) and ``b [classes]`` (zeros) per class; how a model
     whose capsules' lengths carry no meaning (inverted dot-product routing's layer-normed poses)
     scores its classes for the margin loss."""
