@@ -76,6 +76,9 @@ MODELS = {
     "efficient_capsnet": "Efficient-CapsNet, self-attention routing",
     "cnn": "baseline CNN",
 }
+# EM routing learns slowly at 1e-3 on these views (familiar-view accuracy 28% and 32% after 84 and 168
+# steps, against 36% and 40% at 3e-3); the other models reach 77-80% in 84 steps at 1e-3.
+LEARNING_RATE = {"matrix_capsnet": 3e-3, "capsnet": 1e-3, "efficient_capsnet": 1e-3, "cnn": 1e-3}
 CAPSULE_MODELS = ("matrix_capsnet", "capsnet", "efficient_capsnet")
 # Hinton et al. (2018), Table 2 (smallNORB): test error % of the CNN and of matrix capsules.
 PAPER = {
@@ -216,7 +219,7 @@ def variants(budget_name: str, data_path: pathlib.Path, train_images: int) -> di
             **{name: budget.models[name]},
             data=data,
             loss=loss,
-            optim=OptimConfig(learning_rate=1e-3, decay_rate=0.96, decay_steps=steps_per_epoch),
+            optim=OptimConfig(learning_rate=LEARNING_RATE[name], decay_rate=0.96, decay_steps=steps_per_epoch),
             batch_size=budget.batch_size[name],
             eval_batch_size=min(base.eval_batch_size, 256),
             epochs=budget.epochs,
@@ -313,13 +316,16 @@ def answer(results: dict) -> str:
 
 def main():
     parser = experiment_parser(__doc__, data_dir_help="folder of the real smallNORB files (default: generated views)")
+    parser.add_argument(
+        "--protocols", nargs="+", choices=tuple(PROTOCOLS), default=tuple(PROTOCOLS), help="default: both, in turn"
+    )
     args = parser.parse_args()
     workdir = pathlib.Path(args.workdir)
     budget = BUDGETS[args.budget]
     _, seeds = budget_config(args.budget, seeds=args.seeds or (1 if args.budget == "smoke" else 3))
     views = load_views(budget, args.data_dir)
     results, per_protocol = {}, {}
-    for protocol in PROTOCOLS:
+    for protocol in args.protocols:
         data_path = workdir / "data" / f"{protocol}_{args.budget}.npz"
         train_images, novel = protocol_data(views, protocol, budget, data_path)
         configs = variants(args.budget, data_path, train_images)

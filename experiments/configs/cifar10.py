@@ -7,7 +7,7 @@ Command:  capsjax train --config experiments/configs/cifar10.py --workdir runs/c
           (downloads cifar-10-python.tar.gz on first use; or --data-dir DIR holding cifar-10-batches-py)
 Expected: not measured here (CIFAR-10 is not reachable from this machine); the paper reports 10.6%
 test error for a 7-model ensemble after full training. The model is sized to the data: 24x24x3
-images, 10 classes, an 8x8x64 grid of primary capsules.
+images, 10 classes, a 4x4x64 grid of primary capsules (1,024).
 """
 
 import pathlib
