@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics, images)")
     train.add_argument(
         "--data",
-        help="a dataset name (mnist, fashion_mnist, kmnist, cifar10, multimnist, viewpoints) or a path: an image folder, "
-        "a .npz, CIFAR, SVHN or smallNORB files; the model is sized to the data",
+        help="a dataset name (mnist, fashion_mnist, kmnist, cifar10, multimnist, viewpoints) or a path: "
+        "an image folder, a .npz, CIFAR, SVHN or smallNORB files; the model is sized to the data",
     )
     train.add_argument(
         "--data-dir",
