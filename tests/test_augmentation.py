@@ -13,6 +13,7 @@ from capsjax.ops.augmentation import (
     margins,
     random_elastic,
     random_erase,
+    random_flip,
     random_margin_shift,
     random_rotate,
     random_squish,
@@ -165,6 +166,17 @@ def test_random_elastic_distorts_half_the_images_by_smooth_fields_that_grow_with
         assert np.linalg.norm(centre(out) - centre(image)) < 2.5 and 0.5 < float(out.sum() / image.sum()) < 1.5
 
 
+def test_random_flips_mirror_about_half_the_images_left_to_right_and_change_nothing_else():
+    image = digit(cols=(3, 9))  # off centre: a mirrored copy differs from the original
+    flipped = jax.vmap(lambda k: random_flip(image, k))(jax.random.split(jax.random.key(0), 200))
+    mirrored = np.asarray(image)[:, ::-1]
+    is_mirror = [np.array_equal(np.asarray(out), mirrored) for out in flipped]
+    is_same = [np.array_equal(np.asarray(out), np.asarray(image)) for out in flipped]
+    assert all(m != s for m, s in zip(is_mirror, is_same, strict=True))  # each output is one of the two
+    assert 70 < sum(is_mirror) < 130
+    assert np.array_equal(np.asarray(augment(image, jax.random.key(1), flip=False)), np.asarray(image))
+
+
 def test_bad_sizes_are_one_line_errors():
     with pytest.raises(ValueError, match="max_pixels=28: a squish must leave columns"):
         random_squish(jnp.ones((28, 28, 1)), jax.random.key(0), max_pixels=28)
@@ -174,7 +186,7 @@ def test_bad_sizes_are_one_line_errors():
 
 def test_batch_is_independent_per_example_jittable_and_identity_when_off():
     images = jnp.stack([digit(seed=s) for s in range(8)])
-    options = dict(rotate_degrees=30.0, margin_shift=True, squish_pixels=7, erase_size=4, elastic_alpha=34.0)
+    options = dict(rotate_degrees=30.0, margin_shift=True, squish_pixels=7, erase_size=4, elastic_alpha=34.0, flip=True)
     key = jax.random.key(0)
     batch = jax.jit(lambda x: augment_batch(x, key, **options))
     augmented = batch(images)

@@ -206,6 +206,12 @@ def random_erase(image: Image, key: jax.Array, *, size: int) -> Image:
     return erase(image, top, left, size=size)
 
 
+def random_flip(image: Image, key: jax.Array) -> Image:
+    """Mirror ONE image ``[height, width, channels]`` left to right with probability 1/2 (the usual
+    augmentation for clothes, as in Fashion-MNIST; not for digits or letters)."""
+    return jnp.where(jax.random.bernoulli(key), image[:, ::-1], image)
+
+
 def random_margin_shift(image: Image, key: jax.Array) -> Image:
     """Shift ONE image ``[height, width, channels]`` up or down and left or right by a random fraction
     of the empty margin on that side (whole pixels, up to all of it), so the object moves but never
@@ -229,10 +235,11 @@ def augment(
     erase_size: int = 0,
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
+    flip: bool = False,
 ) -> Image:
-    """ONE image through the enabled augmentations: an elastic distortion, then Efficient-CapsNet's in
-    its official code's order: rotation, margin shift, squish, erased patch. All off (the defaults)
-    returns the image unchanged.
+    """ONE image through the enabled augmentations: a left-right flip, an elastic distortion, then
+    Efficient-CapsNet's in its official code's order: rotation, margin shift, squish, erased patch.
+    All off (the defaults) returns the image unchanged.
 
     Args:
       image: ``[height, width, channels]`` floats.
@@ -244,10 +251,13 @@ def augment(
       elastic_alpha: scale of the elastic displacement field (Simard et al.: 34), 0 for none, see
         :func:`random_elastic`.
       elastic_sigma: std in pixels of the field's Gaussian blur (Simard et al.: 4).
+      flip: mirror left to right with probability 1/2, see :func:`random_flip`.
 
     Returns:
       ``[height, width, channels]``, the image's dtype.
     """
+    if flip:
+        image = random_flip(image, jax.random.fold_in(key, 5))
     if elastic_alpha:
         image = random_elastic(image, jax.random.fold_in(key, 4), alpha=elastic_alpha, sigma=elastic_sigma)
     if rotate_degrees:

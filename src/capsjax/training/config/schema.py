@@ -43,7 +43,8 @@ class DataConfig(rules.Checked):
     ``margin_shift`` (moves within the empty margins), horizontal squishes up to ``squish_pixels``
     (7) and an erased ``erase_size`` square (4); and elastic distortions of half the images
     (Simard et al. 2003) with a displacement field scaled by ``elastic_alpha`` (34; 0 is off) and
-    blurred with std ``elastic_sigma`` pixels (4). Data whose targets a generator placed (MultiMNIST)
+    blurred with std ``elastic_sigma`` pixels (4); ``flip`` mirrors half the images left to right
+    (for clothes, not digits). Data whose targets a generator placed (MultiMNIST)
     is not augmented.
     """
 
@@ -62,6 +63,7 @@ class DataConfig(rules.Checked):
     erase_size: int = 0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    flip: bool = False
 
     RULES: ClassVar[dict[str, rules.Rule]] = {
         "name": rules.one_of(DATASETS),
@@ -79,6 +81,7 @@ class DataConfig(rules.Checked):
         "erase_size": _IMAGE_SIDE,
         "elastic_alpha": (rules.non_negative_number, "a number >= 0 (0 is off)"),
         "elastic_sigma": (rules.positive_number, "a number of pixels > 0"),
+        "flip": rules.BOOL,
     }
 
     def check_together(self, prefix: str = "config.") -> None:
@@ -99,6 +102,7 @@ class DataConfig(rules.Checked):
             "squish_pixels": self.squish_pixels,
             "erase_size": self.erase_size,
             "elastic_alpha": self.elastic_alpha,
+            "flip": self.flip,
         }
         if self.elastic_alpha:
             options["elastic_sigma"] = self.elastic_sigma
