@@ -294,3 +294,42 @@ def test_novel_viewpoints_smoke(tmp_path):
     assert out["answer"] in stdout and "novel viewpoints" in out["answer"]
     pixels = np.asarray(Image.open(tmp_path / "novel_viewpoints.png").convert("L"))
     assert pixels.size > 10_000 and pixels.std() > 5
+
+
+def test_fashion_mnist_smoke(tmp_path):
+    """The Fashion-MNIST comparison at the smoke budget on generated IDX files: a row per model, the best
+    capsule model exported, and its accuracy measured from the file (here again) written in the report."""
+    import capsjax
+    from capsjax.data.registry import load_split
+    from capsjax.training.evaluation import model_outputs
+    from helpers import write_fake_mnist
+
+    data = write_fake_mnist(tmp_path / "fashion_mnist", train=256, test=128)
+    args = [EXPERIMENTS / "fashion_mnist.py", "--budget", "smoke", "--workdir", tmp_path / "run"]
+    missing = subprocess.run(
+        [sys.executable, *map(str, args), "--data-dir", tmp_path / "none"], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr[-3000:]
+    assert "fashion_mnist.py: " in missing.stderr and not (tmp_path / "run").exists()
+    stdout = run_script("fashion_mnist.py", *args[1:], "--data-dir", data)
+    out = json.loads((tmp_path / "run" / "fashion_mnist.json").read_text())
+    table = (tmp_path / "run" / "fashion_mnist.md").read_text()
+    assert list(out["results"]) == ["capsnet", "efficient_capsnet", "cnn"] and out["seeds"] == [0]
+    for name, row in out["results"].items():
+        assert 0.0 <= row["mean"] <= 100.0 and row["runs"] == 1, name
+        assert row["parameters"] > 0 and row["train_examples_per_sec"] > 0 and row["training_hours"] >= 0, name
+        assert f"| {name} | {row['mean']:.2f} +- 0.00 | {100 - row['mean']:.2f} | 1 | {row['parameters']:,} |" in table
+    assert "| 90.6-93.6 (published CapsNet re-implementations) |" in table and "94.73 (Rajasegaran" in table
+    exported = out["exported"]
+    best = min(("capsnet", "efficient_capsnet"), key=lambda name: out["results"][name]["mean"])
+    path = tmp_path / "run" / f"{best}_fashion_mnist.msgpack"
+    assert exported["model"] == best and pathlib.Path(exported["path"]) == path
+    test = load_split("fashion_mnist", "test", data_dir=data)
+    scores = model_outputs(capsjax.load_weights(path), test.images).scores
+    accuracy = 100.0 * float(np.mean(np.argmax(scores, axis=-1) == test.labels))
+    assert exported["test_images"] == 128 and 0.0 <= exported["test_accuracy_from_file"] <= 100.0
+    assert exported["test_accuracy_from_file"] == pytest.approx(accuracy)
+    assert abs(accuracy - exported["run_test_accuracy"]) <= 100 * 4 / 128  # bfloat16 parameters in the file
+    assert f"**{accuracy:.2f}%** test accuracy measured from the file" in table
+    assert f"cp {path} weights/" in stdout and out["answer"] in stdout and "94.0%" in out["answer"]
+    assert out["reached_94"] is False  # 1 epoch of a tiny model
