@@ -9,12 +9,12 @@ evaluation), on their novel views at the chosen checkpoint. The models: matrix c
 (``efficient_capsnet``) and the baseline CNN (``cnn``). Images are 48x48; every model trains on random
 32x32 crops and is tested on the central one, as the smallNORB recipes (experiments/configs/recipes.py).
 
-As the paper, the models are compared at the same familiar-view accuracy: the capsule models are
-stopped where their familiar-view test accuracy matches the CNN's, and their novel-view errors are
-compared there. The level is the lowest of the four models' best familiar-view accuracies
-(capsjax.analysis.matching.match_accuracy): the CNN's best when every capsule model reaches it (the
-paper's case), else the weakest capsule model's best, where the CNN is stopped too. Each model is taken
-at its evaluated checkpoint closest to that level. The paper (smallNORB, novel-view error at matched
+As the paper, the models are compared at the same familiar-view accuracy: each capsule model is
+stopped at its evaluated checkpoint whose familiar-view test accuracy is closest to the CNN's best
+(capsjax.analysis.matching.match_accuracy with the CNN's best as the level), and the novel-view
+errors are compared there. A capsule model whose best stays more than ``REACH_TOLERANCE`` points
+below the CNN's is reported at its best checkpoint and left out of the verdict: it was not matched.
+The paper (smallNORB, novel-view error at matched
 familiar error): azimuth 13.5% (matrix capsules) vs 20.0% (CNN) at 3.7%; elevation 12.3% vs 17.8% at 4.3%.
 
     python experiments/novel_viewpoints.py --budget reduced --workdir runs/novel_viewpoints
@@ -79,6 +79,7 @@ MODELS = {
 # EM routing learns slowly at 1e-3 on these views (familiar-view accuracy 28% and 32% after 84 and 168
 # steps, against 36% and 40% at 3e-3); the other models reach 77-80% in 84 steps at 1e-3.
 LEARNING_RATE = {"matrix_capsnet": 3e-3, "capsnet": 1e-3, "efficient_capsnet": 1e-3, "cnn": 1e-3}
+REACH_TOLERANCE = 1.0  # familiar-view accuracy points: a model this close to the CNN's best reached it
 CAPSULE_MODELS = ("matrix_capsnet", "capsnet", "efficient_capsnet")
 # Hinton et al. (2018), Table 2 (smallNORB): test error % of the CNN and of matrix capsules.
 PAPER = {
@@ -240,15 +241,17 @@ def novel_error(run_dir: pathlib.Path, step: int, novel: ArrayDataset) -> float:
 
 
 def compare_seed(protocol_dir: pathlib.Path, seed: int, novel: ArrayDataset) -> dict:
-    """Familiar-view accuracy % through training, the matched level and steps, and both errors there."""
+    """Familiar-view accuracy % through training, the CNN's best (the level), each model's step closest
+    to it, whether the model reached it, and both errors at that step."""
     run_dirs = {name: protocol_dir / name / f"seed{seed}" for name in MODELS}
     familiar = {name: {s: 100.0 * a for s, a in accuracy_history(d).items()} for name, d in run_dirs.items()}
-    target, steps = match_accuracy(familiar)
-    out = {"target_familiar_accuracy": target, "target_is_cnn_best": max(familiar["cnn"].values()) == target}
+    target, steps = match_accuracy(familiar, level=max(familiar["cnn"].values()))
+    out = {"target_familiar_accuracy": target}
     for name in MODELS:
         out[name] = {
             "familiar_accuracy": familiar[name],
             "matched_step": steps[name],
+            "reached": max(familiar[name].values()) >= target - REACH_TOLERANCE,
             "familiar_error": 100.0 - familiar[name][steps[name]],
             "novel_error": novel_error(run_dirs[name], steps[name], novel),
         }
@@ -261,6 +264,8 @@ def protocol_rows(per_seed: list[dict], trained: dict) -> dict:
     for name in MODELS:
         rows[name] = {
             "familiar": summarise([seed[name]["familiar_error"] for seed in per_seed]),
+            "reached": sum(seed[name]["reached"] for seed in per_seed),
+            "seeds": len(per_seed),
             "novel": summarise([seed[name]["novel_error"] for seed in per_seed]),
             "parameters": trained[name]["parameters"],
             "train_examples_per_sec": trained[name]["train_examples_per_sec"],
@@ -272,46 +277,52 @@ def markdown(results: dict, header: str) -> str:
     lines = [
         header,
         "",
-        "| protocol | model | familiar-view test error % | novel-view test error % | parameters | train img/s | "
-        "paper familiar / novel % |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| protocol | model | familiar-view test error % | novel-view test error % | seeds at the CNN's level | "
+        "parameters | train img/s | paper familiar / novel % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for protocol, rows in results.items():
         for name, row in rows.items():
             paper = PAPER[protocol].get(name)
             lines.append(
                 f"| {protocol} | {name} | {row['familiar']['mean']:.2f} +- {row['familiar']['std']:.2f} | "
-                f"{row['novel']['mean']:.2f} +- {row['novel']['std']:.2f} | {row['parameters']:,} | "
+                f"{row['novel']['mean']:.2f} +- {row['novel']['std']:.2f} | {row['reached']} of {row['seeds']} | "
+                f"{row['parameters']:,} | "
                 f"{row['train_examples_per_sec']:.0f} | {f'{paper[0]} / {paper[1]}' if paper else '-'} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def answer(results: dict) -> str:
-    """One sentence: do the capsule models make fewer novel-view errors than the CNN at the matched level?"""
-    gaps = {
-        (protocol, name): rows[name]["novel"]["mean"] - rows["cnn"]["novel"]["mean"]
+    """One sentence: do the capsule models that reached the CNN's familiar-view accuracy (in every seed)
+    make fewer novel-view errors than the CNN there? The others are named with their familiar-view error."""
+    matched = [(p, n) for p, rows in results.items() for n in CAPSULE_MODELS if rows[n]["reached"] == rows[n]["seeds"]]
+    unmatched = [
+        f"{name} ({protocol}: {rows[name]['familiar']['mean']:.1f}% familiar-view error against the CNN's "
+        f"{rows['cnn']['familiar']['mean']:.1f}%)"
         for protocol, rows in results.items()
         for name in CAPSULE_MODELS
-    }
+        if rows[name]["reached"] < rows[name]["seeds"]
+    ]
+    gaps = {(p, n): results[p][n]["novel"]["mean"] - results[p]["cnn"]["novel"]["mean"] for p, n in matched}
     better, count = sum(gap < 0 for gap in gaps.values()), len(gaps)
-    if better == count:
-        verdict = f"generalise better than the CNN to novel viewpoints in all {count} comparisons"
+    if count == 0:
+        verdict = "no capsule model reached the CNN's familiar-view accuracy, so none could be compared"
+    elif better == count:
+        verdict = f"the capsule models generalise better than the CNN to novel viewpoints in all {count} comparisons"
     elif better == 0:
-        verdict = f"do not generalise better than the CNN to novel viewpoints in any of {count} comparisons"
+        verdict = f"the capsule models do not generalise better than the CNN in any of {count} comparisons"
     else:
         verdict = (
-            f"do not consistently generalise better than the CNN to novel viewpoints: better in {better} of {count}"
+            f"the capsule models do not consistently generalise better than the CNN (better in {better} of {count})"
         )
     details = "; ".join(
-        f"{protocol}: CNN {rows['cnn']['novel']['mean']:.1f}% at {rows['cnn']['familiar']['mean']:.1f}% familiar-view "
-        "error, " + ", ".join(f"{name} {gaps[protocol, name]:+.1f}" for name in CAPSULE_MODELS)
-        for protocol, rows in results.items()
+        f"{protocol} {name}: {results[protocol][name]['novel']['mean']:.1f}% novel-view error against the CNN's "
+        f"{results[protocol]['cnn']['novel']['mean']:.1f}% ({gaps[protocol, name]:+.1f} points)"
+        for protocol, name in matched
     )
-    return (
-        f"At matched familiar-view accuracy the capsule models {verdict} (novel-view test error, and each "
-        f"capsule model's difference from the CNN's in percentage points: {details})."
-    )
+    missing = f" Not matched (best below the CNN's level in some seed): {', '.join(unmatched)}." if unmatched else ""
+    return f"At the CNN's familiar-view accuracy {verdict}" + (f" ({details})." if details else ".") + missing
 
 
 def main():
@@ -336,8 +347,8 @@ def main():
     header = (
         f"Budget: {args.budget}, seeds {list(seeds)}, {'real smallNORB' if args.data_dir else 'generated viewpoints'}, "
         f"{SIDE}x{SIDE} images, random {CROP}x{CROP} crops (tests: the centre). Test error % (mean +- std over "
-        "seeds) of each model at its checkpoint whose familiar-view accuracy is closest to the lowest of the "
-        "four models' best (the CNN's when every capsule model reaches it)."
+        "seeds) of each model at its checkpoint whose familiar-view accuracy is closest to the CNN's best; "
+        f"a model reached that level in a seed if its best came within {REACH_TOLERANCE:g} point of it."
     )
     sentence = answer(results)
     out = {

@@ -181,6 +181,15 @@ def test_match_accuracy_takes_the_level_every_model_reached():
         match_accuracy({"a": {}})
 
 
+def test_match_accuracy_at_a_given_level_stops_each_model_closest_to_it():
+    from capsjax.analysis.matching import match_accuracy
+
+    histories = {"cnn": {1: 0.7, 2: 0.85}, "caps": {1: 0.6, 2: 0.84, 3: 0.95}, "slow": {1: 0.3, 2: 0.5, 3: 0.4}}
+    target, steps = match_accuracy(histories, level=0.85)
+    assert target == 0.85
+    assert steps == {"cnn": 2, "caps": 2, "slow": 2}  # slow never gets there: its best step
+
+
 @pytest.mark.parametrize("model", ["capsnet", "efficient_capsnet"])
 def test_paper_accuracy_report_of_a_short_run(tmp_path, model):
     """The paper-accuracy report on a 2-epoch run of a tiny model: the curve has one point per epoch, the
@@ -291,7 +300,13 @@ def test_novel_viewpoints_smoke(tmp_path):
         # 256 images, batch 32: 8 steps, evaluated (and checkpointed) at steps 4 and 8
         seed = info["per_seed"][0]
         assert all(seed[name]["matched_step"] in (4, 8) for name in models), protocol
-    assert out["answer"] in stdout and "novel viewpoints" in out["answer"]
+        # the level is the CNN's best familiar-view accuracy; a model reached it if it came within a point
+        assert seed["target_familiar_accuracy"] == max(seed["cnn"]["familiar_accuracy"].values())
+        for name in models:
+            best = max(seed[name]["familiar_accuracy"].values())
+            assert seed[name]["reached"] == (best >= seed["target_familiar_accuracy"] - 1.0), (protocol, name)
+            assert rows[name]["reached"] == int(seed[name]["reached"])
+    assert out["answer"] in stdout and out["answer"].startswith("At the CNN's familiar-view accuracy")
     pixels = np.asarray(Image.open(tmp_path / "novel_viewpoints.png").convert("L"))
     assert pixels.size > 10_000 and pixels.std() > 5
 

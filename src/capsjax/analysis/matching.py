@@ -22,16 +22,21 @@ def accuracy_history(run_dir) -> dict[int, float]:
     }
 
 
-def match_accuracy(histories: Mapping[str, Mapping[int, float]]) -> tuple[float, dict[str, int]]:
+def match_accuracy(
+    histories: Mapping[str, Mapping[int, float]], *, level: float | None = None
+) -> tuple[float, dict[str, int]]:
     """Early stopping at a common accuracy: the point where several models are equally good.
 
-    The target is the lowest of the models' best accuracies (the level every model reached); each
-    model gets its evaluated step whose accuracy is closest to it, the earliest on a tie. Matching on
+    The target is ``level``, by default the lowest of the models' best accuracies (the level every
+    model reached); each model gets its evaluated step whose accuracy is closest to it, the earliest
+    on a tie (a model that never reached the target: its best step). Matching on
     test accuracy is what Sabour et al. (2017, sec. 5.2) did for affNIST; the accuracies compared
     afterwards are on another test set.
 
     Args:
       histories: per model, ``{step: accuracy}`` (see :func:`accuracy_history`).
+      level: the accuracy to match, e.g. one model's best (Hinton et al. 2018 stop the capsule
+        models at the CNN's); None for the lowest best.
 
     Returns:
       ``(target, {model: step})``.
@@ -42,7 +47,7 @@ def match_accuracy(histories: Mapping[str, Mapping[int, float]]) -> tuple[float,
     """
     if not histories or not all(histories.values()):
         raise ValueError("histories: every model needs at least one evaluated step")
-    target = min(max(history.values()) for history in histories.values())
+    target = min(max(history.values()) for history in histories.values()) if level is None else level
     steps = {
         name: min(history, key=lambda step: (abs(history[step] - target), step)) for name, history in histories.items()
     }
