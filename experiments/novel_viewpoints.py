@@ -9,12 +9,12 @@ evaluation), on their novel views at the chosen checkpoint. The models: matrix c
 (``efficient_capsnet``) and the baseline CNN (``cnn``). Images are 48x48; every model trains on random
 32x32 crops and is tested on the central one, as the smallNORB recipes (experiments/configs/recipes.py).
 
-As the paper, the models are compared at the same familiar-view accuracy: each capsule model is
-stopped at its evaluated checkpoint whose familiar-view test accuracy is closest to the CNN's best
-(capsjax.analysis.matching.match_accuracy with the CNN's best as the level), and the novel-view
-errors are compared there. A capsule model whose best stays more than ``REACH_TOLERANCE`` points
-below the CNN's is reported at its best checkpoint and left out of the verdict: it was not matched.
-The paper (smallNORB, novel-view error at matched
+As the paper, the models are compared at the same familiar-view accuracy: each capsule model and
+the CNN are stopped at the level both reached (the lower of their best familiar-view test
+accuracies; the paper's capsule models reached the CNN's best, so it stopped them there), each at its
+evaluated checkpoint closest to it (capsjax.analysis.matching.match_accuracy), and their novel-view
+errors are compared there. The table also says in how many seeds each capsule model came within
+``REACH_TOLERANCE`` points of the CNN's best. The paper (smallNORB, novel-view error at matched
 familiar error): azimuth 13.5% (matrix capsules) vs 20.0% (CNN) at 3.7%; elevation 12.3% vs 17.8% at 4.3%.
 
     python experiments/novel_viewpoints.py --budget reduced --workdir runs/novel_viewpoints
@@ -77,8 +77,10 @@ MODELS = {
     "cnn": "baseline CNN",
 }
 # EM routing (3 iterations) learned slowly at 1e-3 on these views (familiar-view accuracy 28% and 32%
-# after 84 and 168 steps, against 36% and 40% at 3e-3); the other models reach 77-80% in 84 steps at 1e-3.
-LEARNING_RATE = {"matrix_capsnet": 3e-3, "capsnet": 1e-3, "efficient_capsnet": 1e-3, "cnn": 1e-3}
+# after 84 and 168 steps, against 36% and 40% at 3e-3). Efficient-CapsNet at 1e-3 fell to chance (20%)
+# for half of each run in all three seeds; 5e-4 is its paper's rate. CapsNet and the CNN reach 77-80% in
+# 84 steps at 1e-3.
+LEARNING_RATE = {"matrix_capsnet": 3e-3, "capsnet": 1e-3, "efficient_capsnet": 5e-4, "cnn": 1e-3}
 REACH_TOLERANCE = 1.0  # familiar-view accuracy points: a model this close to the CNN's best reached it
 CAPSULE_MODELS = ("matrix_capsnet", "capsnet", "efficient_capsnet")
 # Hinton et al. (2018), Table 2 (smallNORB): test error % of the CNN and of matrix capsules.
@@ -246,88 +248,114 @@ def novel_error(run_dir: pathlib.Path, step: int, novel: ArrayDataset) -> float:
 
 
 def compare_seed(protocol_dir: pathlib.Path, seed: int, novel: ArrayDataset) -> dict:
-    """Familiar-view accuracy % through training, the CNN's best (the level), each model's step closest
-    to it, whether the model reached it, and both errors at that step."""
+    """Each capsule model against the CNN at the level both reached (the lower of their best familiar-view
+    accuracies %): each stopped at its evaluated checkpoint closest to it, and both errors there; the
+    CNN alone at its best."""
     run_dirs = {name: protocol_dir / name / f"seed{seed}" for name in MODELS}
     familiar = {name: {s: 100.0 * a for s, a in accuracy_history(d).items()} for name, d in run_dirs.items()}
-    target, steps = match_accuracy(familiar, level=max(familiar["cnn"].values()))
-    out = {"target_familiar_accuracy": target}
-    for name in MODELS:
+    cnn_best = max(familiar["cnn"], key=lambda step: (familiar["cnn"][step], -step))
+    out = {
+        "cnn": {
+            "familiar_accuracy": familiar["cnn"],
+            "matched_step": cnn_best,
+            "familiar_error": 100.0 - familiar["cnn"][cnn_best],
+            "novel_error": novel_error(run_dirs["cnn"], cnn_best, novel),
+        }
+    }
+    for name in CAPSULE_MODELS:
+        level, steps = match_accuracy({name: familiar[name], "cnn": familiar["cnn"]})
         out[name] = {
             "familiar_accuracy": familiar[name],
+            "level": level,
+            "reached_cnn_best": max(familiar[name].values()) >= familiar["cnn"][cnn_best] - REACH_TOLERANCE,
             "matched_step": steps[name],
-            "reached": max(familiar[name].values()) >= target - REACH_TOLERANCE,
             "familiar_error": 100.0 - familiar[name][steps[name]],
             "novel_error": novel_error(run_dirs[name], steps[name], novel),
+            "cnn_step": steps["cnn"],
+            "cnn_familiar_error": 100.0 - familiar["cnn"][steps["cnn"]],
+            "cnn_novel_error": novel_error(run_dirs["cnn"], steps["cnn"], novel),
         }
     return out
 
 
 def protocol_rows(per_seed: list[dict], trained: dict) -> dict:
-    """Per model: familiar and novel error at the match (mean +- std over seeds), parameters, img/s."""
+    """Per model: familiar and novel error at its match (mean +- std over seeds), for a capsule model also
+    the CNN's at the same level and how many seeds reached the CNN's best; parameters, img/s."""
     rows = {}
     for name in MODELS:
-        rows[name] = {
+        row = {
             "familiar": summarise([seed[name]["familiar_error"] for seed in per_seed]),
-            "reached": sum(seed[name]["reached"] for seed in per_seed),
-            "seeds": len(per_seed),
             "novel": summarise([seed[name]["novel_error"] for seed in per_seed]),
             "parameters": trained[name]["parameters"],
             "train_examples_per_sec": trained[name]["train_examples_per_sec"],
         }
+        if name in CAPSULE_MODELS:
+            row["cnn_familiar"] = summarise([seed[name]["cnn_familiar_error"] for seed in per_seed])
+            row["cnn_novel"] = summarise([seed[name]["cnn_novel_error"] for seed in per_seed])
+            row["reached_cnn_best"] = sum(seed[name]["reached_cnn_best"] for seed in per_seed)
+            row["seeds"] = len(per_seed)
+        rows[name] = row
     return rows
+
+
+def _cell(summary: dict) -> str:
+    return f"{summary['mean']:.2f} +- {summary['std']:.2f}"
 
 
 def markdown(results: dict, header: str) -> str:
     lines = [
         header,
         "",
-        "| protocol | model | familiar-view test error % | novel-view test error % | seeds at the CNN's level | "
-        "parameters | train img/s | paper familiar / novel % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| protocol | model | familiar-view test error % | novel-view test error % | CNN at the same level: familiar / "
+        "novel % | novel-view difference, points | seeds at the CNN's best | parameters | train img/s | paper "
+        "familiar / novel % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for protocol, rows in results.items():
         for name, row in rows.items():
             paper = PAPER[protocol].get(name)
+            if name in CAPSULE_MODELS:
+                cnn = f"{_cell(row['cnn_familiar'])} / {_cell(row['cnn_novel'])}"
+                gap = f"{row['novel']['mean'] - row['cnn_novel']['mean']:+.2f}"
+                reached = f"{row['reached_cnn_best']} of {row['seeds']}"
+            else:
+                cnn, gap, reached = "(its best)", "-", "-"
             lines.append(
-                f"| {protocol} | {name} | {row['familiar']['mean']:.2f} +- {row['familiar']['std']:.2f} | "
-                f"{row['novel']['mean']:.2f} +- {row['novel']['std']:.2f} | {row['reached']} of {row['seeds']} | "
-                f"{row['parameters']:,} | "
-                f"{row['train_examples_per_sec']:.0f} | {f'{paper[0]} / {paper[1]}' if paper else '-'} |"
+                f"| {protocol} | {name} | {_cell(row['familiar'])} | {_cell(row['novel'])} | {cnn} | {gap} | "
+                f"{reached} | {row['parameters']:,} | {row['train_examples_per_sec']:.0f} | "
+                f"{f'{paper[0]} / {paper[1]}' if paper else '-'} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def answer(results: dict) -> str:
-    """One sentence: do the capsule models that reached the CNN's familiar-view accuracy (in every seed)
-    make fewer novel-view errors than the CNN there? The others are named with their familiar-view error."""
-    matched = [(p, n) for p, rows in results.items() for n in CAPSULE_MODELS if rows[n]["reached"] == rows[n]["seeds"]]
-    unmatched = [
-        f"{name} ({protocol}: {rows[name]['familiar']['mean']:.1f}% familiar-view error against the CNN's "
-        f"{rows['cnn']['familiar']['mean']:.1f}%)"
+    """One sentence: does each capsule model make fewer novel-view errors than the CNN stopped at the same
+    familiar-view accuracy?"""
+    gaps = {
+        (protocol, name): rows[name]["novel"]["mean"] - rows[name]["cnn_novel"]["mean"]
         for protocol, rows in results.items()
         for name in CAPSULE_MODELS
-        if rows[name]["reached"] < rows[name]["seeds"]
-    ]
-    gaps = {(p, n): results[p][n]["novel"]["mean"] - results[p]["cnn"]["novel"]["mean"] for p, n in matched}
+    }
     better, count = sum(gap < 0 for gap in gaps.values()), len(gaps)
-    if count == 0:
-        verdict = "no capsule model reached the CNN's familiar-view accuracy, so none could be compared"
-    elif better == count:
-        verdict = f"the capsule models generalise better than the CNN to novel viewpoints in all {count} comparisons"
+    if better == count:
+        verdict = f"generalise better than the CNN to novel viewpoints in all {count} comparisons"
     elif better == 0:
-        verdict = f"the capsule models do not generalise better than the CNN in any of {count} comparisons"
+        verdict = f"do not generalise better than the CNN to novel viewpoints in any of {count} comparisons"
     else:
         verdict = (
-            f"the capsule models do not consistently generalise better than the CNN (better in {better} of {count})"
+            f"do not consistently generalise better than the CNN to novel viewpoints (better in {better} of {count})"
         )
     details = "; ".join(
-        f"{protocol} {name}: {results[protocol][name]['novel']['mean']:.1f}% novel-view error against the CNN's "
-        f"{results[protocol]['cnn']['novel']['mean']:.1f}% ({gaps[protocol, name]:+.1f} points)"
-        for protocol, name in matched
+        f"{protocol} {name}: {rows[name]['novel']['mean']:.1f}% against the CNN's "
+        f"{rows[name]['cnn_novel']['mean']:.1f}% "
+        f"at {rows[name]['familiar']['mean']:.1f}% / {rows[name]['cnn_familiar']['mean']:.1f}% familiar-view error"
+        for protocol, rows in results.items()
+        for name in CAPSULE_MODELS
     )
-    missing = f" Not matched (best below the CNN's level in some seed): {', '.join(unmatched)}." if unmatched else ""
-    return f"At the CNN's familiar-view accuracy {verdict}" + (f" ({details})." if details else ".") + missing
+    return (
+        f"Stopped at the same familiar-view accuracy as the CNN, the capsule models {verdict} (novel-view test "
+        f"error, mean over seeds: {details})."
+    )
 
 
 def main():
@@ -352,8 +380,9 @@ def main():
     header = (
         f"Budget: {args.budget}, seeds {list(seeds)}, {'real smallNORB' if args.data_dir else 'generated viewpoints'}, "
         f"{SIDE}x{SIDE} images, random {CROP}x{CROP} crops (tests: the centre). Test error % (mean +- std over "
-        "seeds) of each model at its checkpoint whose familiar-view accuracy is closest to the CNN's best; "
-        f"a model reached that level in a seed if its best came within {REACH_TOLERANCE:g} point of it."
+        "seeds). Each capsule model and the CNN are stopped at the level both reached (the lower of their best "
+        "familiar-view accuracies), each at its evaluated checkpoint closest to it; the CNN's own row is at its "
+        f"best. A capsule model reached the CNN's best in a seed if it came within {REACH_TOLERANCE:g} point of it."
     )
     sentence = answer(results)
     out = {
@@ -365,10 +394,14 @@ def main():
     }
     table = write_results(workdir, out, markdown(results, header) + "\n" + sentence + "\n", stem=STEM)
     panels = {
-        protocol: {name: (row["novel"]["mean"], row["novel"]["std"]) for name, row in rows.items()}
+        protocol: {
+            label: (summary["mean"], summary["std"])
+            for name in CAPSULE_MODELS
+            for label, summary in ((name, rows[name]["novel"]), (f"CNN at {name}'s level", rows[name]["cnn_novel"]))
+        }
         for protocol, rows in results.items()
     }
-    plot_error_bars(panels, workdir / f"{STEM}.png", ylabel="novel-view test error % (matched)")
+    plot_error_bars(panels, workdir / f"{STEM}.png", ylabel="novel-view test error % (at matched familiar accuracy)")
     print(table)
     return 0
 
