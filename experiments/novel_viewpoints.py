@@ -401,7 +401,7 @@ def main():
         }
         for protocol, rows in results.items()
     }
-    plot_error_bars(panels, workdir / f"{STEM}.png", ylabel="novel-view test error % (at matched familiar accuracy)")
+    plot_error_bars(panels, workdir / f"{STEM}.png", ylabel="novel-view error %, matched")
     print(table)
     return 0
 
