@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
+import sys
+from typing import NoReturn
 
 from capsjax.nn import CapsNetConfig, CNNConfig
 from capsjax.training.config import DataConfig, OptimConfig, TrainConfig
@@ -47,6 +50,13 @@ def budget_config(budget: str, *, seeds: int | None = None) -> tuple[TrainConfig
     else:
         raise ValueError(f"budget: expected one of {BUDGETS}, got {budget!r}")
     return base, tuple(range(seeds or default_seeds))
+
+
+def refuse(message: str) -> NoReturn:
+    """Stop the running script with one line on stderr, named by the script, and exit status 2 (the
+    project's code for bad input)."""
+    print(f"{pathlib.Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def experiment_parser(

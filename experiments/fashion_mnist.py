@@ -36,18 +36,14 @@ import pathlib
 import runpy
 import statistics
 import sys
-from typing import NoReturn
 
-import numpy as np
-
-import capsjax
-from budgets import experiment_parser
+from budgets import experiment_parser, refuse
 from capsjax.analysis.learning_curves import training_hours
 from capsjax.analysis.reports import write_results
 from capsjax.errors import CapsjaxError, first_line
 from capsjax.training.config import TrainConfig
 from capsjax.training.datasets import load_data_split
-from capsjax.training.evaluation import model_outputs
+from capsjax.training.evaluation import evaluate_weights
 from capsjax.training.metrics import read_metrics
 from capsjax.training.sweeps import run_variants
 from capsjax.training.weights import export_weights
@@ -73,12 +69,6 @@ SMOKE_SIZES = {
     "cnn": dict(conv_channels=(8, 8, 4), hidden=(32, 16)),
 }
 STEM = "fashion_mnist"
-
-
-def refuse(message: str) -> NoReturn:
-    """Stop with one line on stderr and exit status 2 (the project's code for bad input)."""
-    print(f"fashion_mnist.py: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def configs(budget: str, models) -> dict[str, TrainConfig]:
@@ -111,14 +101,7 @@ def run_hours(run_dir: pathlib.Path) -> float:
     return max(hours.values(), default=0.0)
 
 
-def accuracy_from_file(path: pathlib.Path, config: TrainConfig, data_dir) -> tuple[float, int]:
-    """Test accuracy % of the model in weights file ``path`` on the run's test split, and the image count."""
-    test = load_data_split(config, "test", data_dir)
-    scores = model_outputs(capsjax.load_weights(path), test.images, batch_size=config.eval_batch_size).scores
-    return 100.0 * float(np.mean(np.argmax(scores, axis=-1) == test.labels)), len(test)
-
-
-def export_best(workdir: pathlib.Path, results: dict, table: dict, data_dir) -> dict | None:
+def export_best(workdir: pathlib.Path, results: dict, data_dir) -> dict | None:
     """Export the capsule model of lowest seed-0 test error and measure it from the file (None: no capsule model)."""
     trained = [name for name in CAPSULE_MODELS if name in results]
     if not trained:
@@ -126,14 +109,14 @@ def export_best(workdir: pathlib.Path, results: dict, table: dict, data_dir) -> 
     best = min(trained, key=lambda name: results[name]["errors_percent"][0])
     path = workdir / f"{best}_fashion_mnist.msgpack"
     written = export_weights(workdir / best / "seed0", path)
-    accuracy, images = accuracy_from_file(path, table[best], data_dir)
+    from_file = evaluate_weights(path, data_dir=data_dir)  # the test split of the config the file holds
     return {
         "model": best,
         "seed": 0,
         **written,
         "run_test_accuracy": 100.0 - results[best]["errors_percent"][0],
-        "test_accuracy_from_file": accuracy,
-        "test_images": images,
+        "test_accuracy_from_file": 100.0 * from_file["accuracy"],
+        "test_images": from_file["count"],
     }
 
 
@@ -211,7 +194,7 @@ def main():
         results = run_variants(table, seeds=seeds, workdir=workdir, data_dir=args.data_dir)
         for name in results:
             results[name]["training_hours"] = statistics.fmean(run_hours(workdir / name / f"seed{s}") for s in seeds)
-        exported = export_best(workdir, results, table, args.data_dir)
+        exported = export_best(workdir, results, args.data_dir)
     except CapsjaxError as err:
         refuse(first_line(err))
     reached, sentence = answer(results, exported)

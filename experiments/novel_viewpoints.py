@@ -51,11 +51,10 @@ import dataclasses
 import json
 import pathlib
 import sys
-from typing import NoReturn
 
 import numpy as np
 
-from budgets import budget_config, experiment_parser
+from budgets import budget_config, experiment_parser, refuse
 from capsjax.analysis.figures import plot_error_bars
 from capsjax.analysis.matching import accuracy_history, match_accuracy
 from capsjax.analysis.reports import write_results
@@ -154,12 +153,6 @@ BUDGETS = {
         },
     ),
 }
-
-
-def refuse(message: str) -> NoReturn:
-    """Stop before training with one line on stderr and exit status 2 (the project's code for bad input)."""
-    print(f"novel_viewpoints.py: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def shuffled(data: ArrayDataset, seed: int) -> ArrayDataset:
