@@ -51,6 +51,22 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fake_data)
     chex.assert_trees_all_equal(final_params(tmp_path / "full", config), final_params(tmp_path / "resumed", config))
 
 
+def test_every_training_step_of_a_run_runs_the_step_compiled_ahead(tmp_path, fake_data, monkeypatch):
+    from capsjax.training import loop
+    from capsjax.training.steps import make_train_step
+
+    made = []
+
+    def spy(*args, **kwargs):
+        made.append(make_train_step(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_train_step", spy)
+    summary = train_and_evaluate(tiny_config(), tmp_path / "run", data_dir=fake_data, progress=False)
+    assert summary["step"] == 12 and len(made) == 1
+    assert made[0].executable is not None and made[0].jitted._cache_size() == 0  # jax.jit never compiled
+
+
 def test_a_parameter_average_resumes_exactly_and_is_what_a_checkpoint_reads_back(tmp_path, fake_data):
     config = tiny_config(epochs=1, optim=OptimConfig(average_decay=0.9))  # 6 steps, checkpoints every 3
     train_and_evaluate(config, tmp_path / "full", data_dir=fake_data, progress=False)

@@ -116,10 +116,26 @@ def test_train_step_compiles_once_and_learns(model):
     for _ in range(8):
         state, metrics = step(state, images, labels)
         losses.append(float(metrics["loss"]))
-    assert step._cache_size() == 1  # no retrace after the first step
+    assert step.executable is not None and step.jitted._cache_size() == 0  # compiled once, ahead of the first step
     assert int(state.step) == 8
     chex.assert_tree_all_finite(state.params)
     assert losses[-1] < losses[0]
+
+
+def test_train_step_runs_other_shapes_than_its_first_call_through_jit_with_the_same_values():
+    config = tiny_config()
+    graphdef, state = init_state(config)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 16).astype(np.int32)
+    step = make_train_step(graphdef, config)
+    copy = jax.tree.map(jnp.copy, state)  # the step donates its state
+    step(copy, images[:8], labels[:8])  # compiled ahead for a batch of 8
+    ahead, metrics = step(jax.tree.map(jnp.copy, state), images, labels)  # a batch of 16: through jax.jit
+    assert step.jitted._cache_size() == 1
+    reference, expected = jax.jit(make_train_step(graphdef, config).jitted.__wrapped__)(state, images, labels)
+    chex.assert_trees_all_close(ahead.params, reference.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], expected["loss"], rtol=1e-5)
 
 
 def test_train_step_applies_the_configured_augmentation_reproducibly():

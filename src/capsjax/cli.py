@@ -360,6 +360,9 @@ def _quiet_logging(debug: bool) -> None:
 
 def main(argv=None) -> int:
     """Run the ``capsjax`` command ``argv`` (default: ``sys.argv``); returns its exit code."""
+    from capsjax.training.host_memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before JAX's threads first allocate; see capsjax.training.host_memory
     args, overrides = build_parser().parse_known_args(argv)
     _quiet_logging(args.debug)
     try:

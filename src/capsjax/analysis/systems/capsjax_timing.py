@@ -1,7 +1,8 @@
 """What the three capsjax scripts share: time a training config's train or classify step by ``protocol.py``.
 
 Training: the jitted train step of ``capsjax train`` (its buffers donated). Inference: the jitted
-classify step. Each step runs on one random uint8 batch of the model's image shape.
+classify step. Each step runs on one random uint8 batch of the model's image shape. The process
+limits its malloc arenas as the ``capsjax`` command does (:mod:`capsjax.training.host_memory`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from protocol import report, time_steps  # protocol.py sits beside this script
 
 from capsjax.nn import count_params
 from capsjax.training.config import TrainConfig
+from capsjax.training.host_memory import limit_malloc_arenas
 from capsjax.training.state import init_state
 from capsjax.training.steps import make_classify_step, make_train_step
 
 
 def time_config(config: TrainConfig, args: argparse.Namespace, **extra) -> dict:
     """Time ``config``'s model as ``args`` ask (``--mode``, ``--batch``, ``--steps``, ``--warmup``); print the line."""
+    limit_malloc_arenas()
     graphdef, state = init_state(config)
     model = getattr(config, config.model)
     rng = np.random.default_rng(0)
