@@ -203,6 +203,18 @@ def test_evaluation_uses_the_running_averages_and_training_the_batch(run):
     np.testing.assert_allclose(train_shifted, train_x, rtol=1e-5)
 
 
+def test_evaluation_in_chunks_equals_the_whole_batch_and_training_is_never_chunked(monkeypatch):
+    calls = []
+    chunked = EfficientCapsNet.chunked_features
+    monkeypatch.setattr(EfficientCapsNet, "chunked_features", lambda self, x, n: calls.append(n) or chunked(self, x, n))
+    x = bright_images(7, seed=3)  # 7 = two chunks of 3 and a padded one
+    models = {n: EfficientCapsNet(EfficientCapsNetConfig(eval_chunk_size=n), rngs=nnx.Rngs(0)) for n in (0, 3)}
+    for training in (False, True):
+        whole, in_chunks = (with_mode(models[n], training=training)(x, reconstruct=False).scores for n in (0, 3))
+        np.testing.assert_allclose(in_chunks, whole, rtol=1e-5, atol=1e-7)
+    assert calls == [3]  # evaluation only: training's batch norm takes the whole batch's statistics
+
+
 def test_classify_step_and_model_outputs_run_in_evaluation_mode(run):
     _, graphdef, params = restore_params(run[0])
     images = (np.asarray(bright_images(8, seed=5)) * 255).astype(np.uint8)
