@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 import capsjax.nn.config_rules as rules
 from capsjax.nn.interface import ModelOutput, check_images
-from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, RoutedCapsules
+from capsjax.nn.layers import Conv2D, Decoder, DepthwiseConv2D, RoutedCapsules, resolve_chunk_size
 from capsjax.ops.attention_routing import efficient_squash
 from capsjax.ops.convolution import LOWERINGS, conv_output_size
 from capsjax.ops.squashing import safe_norm
@@ -250,9 +250,7 @@ class EfficientCapsNet(nnx.Module):
     def primary_capsules(self, x: Float[Array, "batch height width channels"]) -> Float[Array, "batch in_caps in_dim"]:
         """Images -> primary capsules ``[batch, in_caps, primary_dim]`` (ordered row, column, capsule)."""
         check_images(x, self.config.image_shape)
-        chunk = self.config.eval_chunk_size
-        if chunk is None:
-            chunk = 8 if jax.default_backend() == "cpu" else 0
+        chunk = resolve_chunk_size(self.config.eval_chunk_size, on_cpu=8)
         evaluating = self.norms[0].use_running_average
         h = self.chunked_features(x, chunk) if evaluating and 0 < chunk < x.shape[0] else self.features(x)
         y = self.primary_conv(h)

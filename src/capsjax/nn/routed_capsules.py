@@ -183,11 +183,11 @@ def map_in_chunks(fn, batch, chunk: int):
     return jax.lax.map(jax.checkpoint(fn), batch, batch_size=chunk)
 
 
-def resolve_chunk_size(chunk_size: int | None, backend: str | None = None) -> int:
-    """Examples per routing chunk: ``chunk_size`` itself, or for None 1 on CPU and 0 (whole batch) elsewhere."""
+def resolve_chunk_size(chunk_size: int | None, backend: str | None = None, *, on_cpu: int = 1) -> int:
+    """Examples per chunk: ``chunk_size`` itself, or for None ``on_cpu`` on CPU and 0 (whole batch) elsewhere."""
     if chunk_size is not None:
         return chunk_size
-    return 1 if (backend or jax.default_backend()) == "cpu" else 0
+    return on_cpu if (backend or jax.default_backend()) == "cpu" else 0
 
 
 def _batch_votes(u: jax.Array, W: jax.Array, dtype) -> jax.Array:
