@@ -1,5 +1,6 @@
 """The paper-reproduction experiments at their smoke budget: they run, write results and figures."""
 
+import hashlib
 import json
 import pathlib
 import re
@@ -353,5 +354,9 @@ def test_fashion_mnist_smoke(tmp_path):
     assert exported["test_accuracy_from_file"] == pytest.approx(accuracy)
     assert abs(accuracy - exported["run_test_accuracy"]) <= 100 * 4 / 128  # bfloat16 parameters in the file
     assert f"**{accuracy:.2f}%** test accuracy measured from the file" in table
+    assert out["weights"] == f"weights/{best}_fashion_mnist.msgpack"  # where the cp command puts it
+    assert out["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert out["weights_bytes"] == path.stat().st_size
+    assert out["test_accuracy_from_weights"] == pytest.approx(accuracy / 100.0)
     assert f"cp {path} weights/" in stdout and out["answer"] in stdout and "94.0%" in out["answer"]
     assert out["reached_94"] is False  # 1 epoch of a tiny model
