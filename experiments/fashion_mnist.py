@@ -23,8 +23,9 @@ Budgets:
 ``$CAPSJAX_DATA_DIR``, the download cache and ``/usr/share/datasets/fashion-mnist/`` (Debian's
 ``dataset-fashion-mnist``), then downloads. ``--models`` trains a subset.
 
-Writes fashion_mnist.json and fashion_mnist.md (per model: test error % mean +- std over seeds,
-parameters, train img/s, hours of training, the published accuracy beside it) in the work directory.
+Writes fashion_mnist.json, fashion_mnist.md (per model: test error % mean +- std over seeds,
+parameters, train img/s, hours of training, the published accuracy beside it) and fashion_mnist.png
+(each model's seed-0 test error against epochs and hours) in the work directory.
 The capsule model of lowest test error in its seed-0 run is exported as ``<workdir>/<model>_fashion_mnist.msgpack``
 (bfloat16) and its test accuracy measured from that file goes into the report; the script prints the
 ``cp`` command that ships it to weights/. Runs live in ``<workdir>/<model>/seed<k>``; finished ones are reused.
@@ -39,7 +40,7 @@ import statistics
 import sys
 
 from budgets import experiment_parser, refuse
-from capsjax.analysis.learning_curves import training_hours
+from capsjax.analysis.learning_curves import error_curve, plot_learning_curves, training_hours
 from capsjax.analysis.reports import write_results
 from capsjax.errors import CapsjaxError, first_line
 from capsjax.training.config import TrainConfig
@@ -70,6 +71,7 @@ SMOKE_SIZES = {
     "cnn": dict(conv_channels=(8, 8, 4), hidden=(32, 16)),
 }
 STEM = "fashion_mnist"
+TRAIN_IMAGES = 60_000
 
 
 def configs(budget: str, models) -> dict[str, TrainConfig]:
@@ -94,6 +96,17 @@ def configs(budget: str, models) -> dict[str, TrainConfig]:
             checkpoint_every_steps=1000,
         )
     return smoke
+
+
+def plot_curves(workdir: pathlib.Path, table: dict[str, TrainConfig], names) -> pathlib.Path:
+    """Test error against epochs and hours of each model's seed-0 run, in one figure."""
+    curves = {}
+    for name in names:
+        config = table[name]
+        steps_per_epoch = (config.data.train_examples or TRAIN_IMAGES) // config.batch_size
+        records = read_metrics(workdir / name / "seed0" / "metrics.jsonl")
+        curves[name] = error_curve(records, steps_per_epoch=steps_per_epoch)
+    return plot_learning_curves(curves, workdir / f"{STEM}.png", marks=(TARGET_ACCURACY,))
 
 
 def run_hours(run_dir: pathlib.Path) -> float:
@@ -162,7 +175,8 @@ def markdown(results: dict, exported: dict | None, header: str, sentence: str) -
         )
     else:
         lines.append("Exported: nothing (no capsule model among --models).")
-    return "\n".join([*lines, "", sentence]) + "\n"
+    figure = "![test error of each model through training](fashion_mnist.png)"
+    return "\n".join([*lines, "", sentence, "", figure]) + "\n"
 
 
 def answer(results: dict, exported: dict | None) -> tuple[bool, str]:
@@ -210,6 +224,7 @@ def main():
         for name in results:
             results[name]["training_hours"] = statistics.fmean(run_hours(workdir / name / f"seed{s}") for s in seeds)
         exported = export_best(workdir, results, args.data_dir)
+        plot_curves(workdir, table, results)
     except CapsjaxError as err:
         refuse(first_line(err))
     reached, sentence = answer(results, exported)

@@ -355,6 +355,7 @@ def test_fashion_mnist_smoke(tmp_path):
     assert abs(accuracy - exported["run_test_accuracy"]) <= 100 * 4 / 128  # bfloat16 parameters in the file
     assert f"**{accuracy:.2f}%** test accuracy measured from the file" in table
     assert out["weights"] == f"weights/{best}_fashion_mnist.msgpack"  # where the cp command puts it
+    assert (tmp_path / "run" / "fashion_mnist.png").stat().st_size > 1000 and "](fashion_mnist.png)" in table
     assert out["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert out["weights_bytes"] == path.stat().st_size
     assert out["test_accuracy_from_weights"] == pytest.approx(accuracy / 100.0)

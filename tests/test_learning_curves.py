@@ -7,7 +7,9 @@ from capsjax.analysis.learning_curves import (
     continued_curve,
     error_curve,
     interruptions,
+    learning_curves_figure,
     plot_learning_curve,
+    plot_learning_curves,
     time_to_accuracy,
     training_hours,
 )
@@ -66,3 +68,17 @@ def test_a_continued_run_counts_on_from_where_the_first_ended(tmp_path):
     assert continued_curve([first]) == first
     path = plot_learning_curve(joined, tmp_path / "curve.png", restarts=[joined[1]])
     assert path.stat().st_size > 1000
+
+
+def test_several_runs_share_both_panels_with_a_legend(tmp_path):
+    first = error_curve(records_of_a_resumed_run(), steps_per_epoch=100)
+    second = [ErrorPoint(100, 1.0, 2.0, 0.5), ErrorPoint(200, 2.0, 1.5, 1.0)]
+    fig = learning_curves_figure({"capsnet": first, "cnn": second}, marks=[99.0])
+    for ax, x in zip(fig.axes, ("epoch", "hours"), strict=True):
+        lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+        assert sorted(lines) == ["capsnet", "cnn"]
+        assert list(lines["cnn"].get_xdata()) == [getattr(p, x) for p in second]
+        assert list(lines["cnn"].get_ydata()) == [2.0, 1.5]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["capsnet", "cnn"]
+    assert learning_curves_figure({"": first}).axes[0].get_legend() is None  # one unlabelled run: no legend
+    assert plot_learning_curves({"capsnet": first, "cnn": second}, tmp_path / "c.png").stat().st_size > 1000

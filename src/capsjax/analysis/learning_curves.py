@@ -9,7 +9,7 @@ run's typical interval between records (their median).
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -107,23 +107,44 @@ def plot_learning_curve(
     """Two panels: test error (%, log scale) against epoch and against training hours; dotted lines
     at the test errors of the accuracies in ``marks`` (percent), dashed vertical lines at
     ``restarts`` (the last point of each run that a later run continued)."""
+    return plot_learning_curves({"": curve}, path, marks=marks, restarts=restarts)
+
+
+def plot_learning_curves(
+    curves: Mapping[str, Sequence[ErrorPoint]],
+    path: pathlib.Path,
+    *,
+    marks: Sequence[float] = (),
+    restarts: Sequence[ErrorPoint] = (),
+) -> pathlib.Path:
+    """:func:`plot_learning_curve` for several runs: one line per label of ``curves`` (a legend unless
+    the only label is empty), in both panels."""
+    fig = learning_curves_figure(curves, marks=marks, restarts=restarts)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def learning_curves_figure(
+    curves: Mapping[str, Sequence[ErrorPoint]], *, marks: Sequence[float] = (), restarts: Sequence[ErrorPoint] = ()
+) -> Figure:
+    """The figure :func:`plot_learning_curves` writes."""
     fig = Figure(figsize=(10.0, 4.0))
     axes = fig.subplots(1, 2)
-    errors = [p.error_percent for p in curve]
-    for ax, x, label in (
-        (axes[0], [p.epoch for p in curve], "epoch"),
-        (axes[1], [p.hours for p in curve], "training time (hours, interruptions left out)"),
-    ):
-        ax.plot(x, errors, marker="o", markersize=3)
+    for ax, label in ((axes[0], "epoch"), (axes[1], "training time (hours, interruptions left out)")):
+        x_of = (lambda p: p.epoch) if label == "epoch" else (lambda p: p.hours)
+        for name, curve in curves.items():
+            ax.plot([x_of(p) for p in curve], [p.error_percent for p in curve], marker="o", markersize=3, label=name)
         for point in restarts:
-            ax.axvline(point.epoch if label == "epoch" else point.hours, color="tab:red", linestyle="--", linewidth=1)
+            ax.axvline(x_of(point), color="tab:red", linestyle="--", linewidth=1)
+        right = max(x_of(p) for curve in curves.values() for p in curve)
         for accuracy in marks:
             ax.axhline(100.0 - accuracy, color="gray", linestyle=":", linewidth=1)
-            ax.annotate(f"{accuracy:g}%", (x[-1], 100.0 - accuracy), fontsize=7, color="gray", va="bottom", ha="right")
+            ax.annotate(f"{accuracy:g}%", (right, 100.0 - accuracy), fontsize=7, color="gray", va="bottom", ha="right")
         ax.set_yscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test error %")
         ax.grid(alpha=0.3, which="both")
+        if any(curves):
+            ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return fig
