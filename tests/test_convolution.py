@@ -71,6 +71,21 @@ def test_fourier_saves_flops_where_auto_picks_it():
     )
 
 
+def test_auto_takes_the_frequency_domain_for_wide_5x5_convs_whose_patches_outgrow_memory():
+    """The narrowed baseline CNN at batch 128 (32x32 after SAME padding): its 64-channel layers cost
+    1.6x / 2.4x the direct FLOPs in the frequency domain but move a 160M-element patch matrix; the
+    same layers at batch 16, and its one-channel first layer, stay patches."""
+    wide = dict(x_shape=(128, 32, 32, 64), kernel_shape=(5, 5, 64, 64))
+    assert resolve_lowering("auto", "cpu", **wide) == "fourier"
+    assert resolve_lowering("auto", "cpu", x_shape=(128, 32, 32, 64), kernel_shape=(5, 5, 64, 32)) == "fourier"
+    assert resolve_lowering("auto", "cpu", x_shape=(16, 32, 32, 64), kernel_shape=(5, 5, 64, 64)) == "patches"
+    assert resolve_lowering("auto", "cpu", x_shape=(128, 32, 32, 1), kernel_shape=(5, 5, 1, 64)) == "patches"
+    # Efficient-CapsNet's 3x3 convs at a whole inference batch: under the limit, patches as before
+    assert resolve_lowering("auto", "cpu", x_shape=(256, 22, 22, 64), kernel_shape=(3, 3, 64, 64)) == "patches"
+    # a large patch matrix alone is not enough when the transforms cost far more than the product
+    assert resolve_lowering("auto", "cpu", x_shape=(64, 52, 52, 32), kernel_shape=(5, 5, 32, 32)) == "patches"
+
+
 def test_patches_order_is_kh_kw_channel():
     x = jnp.arange(2 * 4 * 4 * 2, dtype=jnp.float32).reshape(2, 4, 4, 2)
     patches = extract_patches(x, kernel_size=(2, 3), stride=1)

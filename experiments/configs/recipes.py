@@ -197,16 +197,15 @@ def fashion_mnist_cnn() -> TrainConfig:
     shifts, left-right flips). At full width it costs 11.9 GFLOP per training image (XLA's count),
     ten times CapsNet's 1.2, about 20 hours for 30 epochs on a 2-core CPU.
 
-    Narrowed, it still trains at only about 100 img/s on 2 cores (its 5x5 convs at 28x28 keep every
+    Narrowed, it still trains at only about 120 img/s on 2 cores (its 5x5 convs at 28x28 keep every
     pixel: 0.78 GFLOP per training image), so it runs 15 epochs with the learning rate decayed x0.81
-    per epoch, which reaches the floor of 30 epochs at x0.9 (4.2% of the start). The frequency-domain
-    lowering measured 1.6x faster than ``"auto"`` for this network (1.19 against 1.89 s per step).
+    per epoch, which reaches the floor of 30 epochs at x0.9 (4.2% of the start).
 
     15 epochs at batch 128, Adam 1e-3. Expected: not measured yet.
     """
     return TrainConfig(
         model="cnn",
-        cnn=CNNConfig(conv_channels=(64, 64, 32), conv_lowering="fourier"),
+        cnn=CNNConfig(conv_channels=(64, 64, 32)),
         data=FASHION_DATA,
         optim=OptimConfig(learning_rate=1e-3, decay_rate=0.81, decay_steps=_steps_per_epoch(128)),
         batch_size=128,

@@ -12,8 +12,11 @@ while on GPU/TPU the native convolution is the fast one. So the lowering is an o
 - ``"fourier"``: phase split + DFT + one batched GEMM per kept frequency
   (:mod:`capsjax.ops.fourier_convolution`): 3.5x fewer FLOPs for the 9x9 stride-2 primary conv.
 - ``"auto"``: on CPU, ``"fourier"`` where it costs less than half the direct FLOPs (transforms
-  included) and ``"patches"`` otherwise; ``"native"`` elsewhere (chosen from measurements; see
-  ``make bench``).
+  included), or less than three times them when the patch matrix would exceed
+  ``LARGE_PATCH_MATRIX`` elements (beyond every cache its passes over memory, not its GEMM, set the
+  time: a 64 -> 64 5x5 conv at batch 128 ran at 49 GFLOP/s as patches and 141 in the frequency
+  domain); ``"patches"`` otherwise; ``"native"`` elsewhere (chosen from measurements; see
+  ``make bench`` and experiments/bench_cpu.md).
 
 Both lowerings use VALID padding and NHWC / HWIO layouts and agree to float tolerance (tested).
 
@@ -37,6 +40,7 @@ from capsjax.ops.fourier_convolution import fourier_conv2d, fourier_flops
 
 Lowering = Literal["auto", "native", "patches", "fourier"]
 LOWERINGS = ("auto", "native", "patches", "fourier")
+LARGE_PATCH_MATRIX = 64 * 2**20  # elements: 256 MiB of float32, many times any CPU cache
 
 
 def resolve_lowering(
@@ -50,7 +54,8 @@ def resolve_lowering(
     """Turn ``"auto"`` into the concrete lowering for ``backend`` (default: JAX's default backend).
 
     On CPU, ``"auto"`` is ``"fourier"`` when both shapes are given (``x [batch, h, w, c]``, kernel
-    ``[kh, kw, c, o]``) and the frequency-domain conv costs under half the direct FLOPs; else ``"patches"``.
+    ``[kh, kw, c, o]``) and the frequency-domain conv costs under half the direct FLOPs, or under three
+    times them with a patch matrix over ``LARGE_PATCH_MATRIX`` elements; else ``"patches"``.
     """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering: expected one of {LOWERINGS}, got {lowering!r}")
@@ -63,7 +68,9 @@ def resolve_lowering(
         batch, height, width, channels = x_shape
         kh, kw, _, out_channels = kernel_shape
         direct, fourier = fourier_flops(batch, height, width, channels, out_channels, (kh, kw), stride)
-        if 2 * fourier < direct:
+        positions = conv_output_size(height, kh, stride) * conv_output_size(width, kw, stride)
+        large = batch * positions * kh * kw * channels > LARGE_PATCH_MATRIX
+        if 2 * fourier < direct or (large and fourier < 3 * direct):
             return "fourier"
     return "patches"
 
