@@ -79,6 +79,10 @@ def test_a_shipped_file_classifies_real_test_images_as_its_report_says(path, req
 RECIPES = {
     "capsnet_mnist.msgpack": ("mnist_paper_long.py", "shipped_mnist_capsnet"),
     "efficient_capsnet_mnist.msgpack": ("efficient_capsnet_augmented.py", "efficient_capsnet_mnist_augmented"),
+    "efficient_capsnet_fashion_mnist.msgpack": (
+        "fashion_mnist_efficient_capsnet.py",
+        "fashion_mnist_efficient_capsnet",
+    ),
 }
 
 

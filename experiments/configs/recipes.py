@@ -186,7 +186,8 @@ def fashion_mnist_capsnet_long() -> TrainConfig:
 def fashion_mnist_efficient_capsnet() -> TrainConfig:
     """:func:`efficient_capsnet_mnist` on Fashion-MNIST with ``FASHION_DATA`` (+-2 px shifts, left-right flips).
 
-    30 epochs at batch 64, Adam 5e-4 x0.97 per epoch. Expected: not measured yet.
+    30 epochs at batch 64, Adam 5e-4 x0.97 per epoch. Measured, seed 0: 92.57% test accuracy
+    (weights/efficient_capsnet_fashion_mnist.msgpack; config file fashion_mnist_efficient_capsnet.py).
     """
     return dataclasses.replace(efficient_capsnet_mnist(), data=FASHION_DATA)
 
