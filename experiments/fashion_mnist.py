@@ -230,7 +230,7 @@ def main():
     reached, sentence = answer(results, exported)
     data = first.data
     header = (
-        f"Budget: {args.budget}, seeds {list(seeds)}, Fashion-MNIST: {data.train_examples or 60000:,} training "
+        f"Budget: {args.budget}, seeds {list(seeds)}, Fashion-MNIST: {data.train_examples or TRAIN_IMAGES:,} training "
         f"images, {data.test_examples or 10000:,} test images; the same augmentation for every model "
         f"(+-{data.max_shift} px shifts, {'left-right flips' if data.flip else 'no flips'}). Recipes: "
         + ", ".join(f"{name} `{MODELS[name][0]}`" for name in results)

@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 import capsjax
+from capsjax.data.sources import SYSTEM_DIR
 from capsjax.nn.registry import MODELS
 from capsjax.training.config import TrainConfig, load_config_file, to_dict
 from capsjax.training.datasets import load_data_split
@@ -26,7 +27,6 @@ MAX_BYTES = 20 * 1024 * 1024
 # Test images checked per dataset: MNIST's first 1,000 (a few seconds for the paper's CapsNet on 2
 # cores); all of the others, whose first 1,000 are not known to be easier than the rest.
 CHECKED_IMAGES = {"mnist": 1000}
-SYSTEM_FOLDERS = {"fashion_mnist": pathlib.Path("/usr/share/datasets/fashion-mnist")}  # dataset-fashion-mnist
 
 
 def report_of(path: pathlib.Path) -> dict:
@@ -55,10 +55,11 @@ def real_test_folder(dataset: str, request) -> pathlib.Path:
     """The folder of ``dataset``'s real test files on this machine; skip (visibly) where they are absent."""
     if dataset == "mnist":
         return request.getfixturevalue("real_mnist_dir")
-    folder = SYSTEM_FOLDERS.get(dataset)
-    if folder is None or not folder.is_dir():
-        pytest.skip(f"the real {dataset} test set is not on this machine")
-    return folder
+    # The system folder the library also reads (Debian's dataset-fashion-mnist installs there).
+    for folder in (SYSTEM_DIR / dataset, SYSTEM_DIR / dataset.replace("_", "-")):
+        if folder.is_dir():
+            return folder
+    pytest.skip(f"the real {dataset} test set is not on this machine")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -130,8 +131,10 @@ def learning_curves_figure(
     """The figure :func:`plot_learning_curves` writes."""
     fig = Figure(figsize=(10.0, 4.0))
     axes = fig.subplots(1, 2)
-    for ax, label in ((axes[0], "epoch"), (axes[1], "training time (hours, interruptions left out)")):
-        x_of = (lambda p: p.epoch) if label == "epoch" else (lambda p: p.hours)
+    for ax, x_of, label in (
+        (axes[0], attrgetter("epoch"), "epoch"),
+        (axes[1], attrgetter("hours"), "training time (hours, interruptions left out)"),
+    ):
         for name, curve in curves.items():
             ax.plot([x_of(p) for p in curve], [p.error_percent for p in curve], marker="o", markersize=3, label=name)
         for point in restarts:
