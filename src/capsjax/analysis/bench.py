@@ -30,9 +30,9 @@ from capsjax.analysis.bench_measurements import (
     per_example,
     primary_shapes,
     routing_benchmark,
-    step_profile,
     train_step_benchmark,
 )
+from capsjax.analysis.step_parts import memory_gbytes_per_sec, part_bounds
 from capsjax.nn.capsnet import CapsNetConfig
 from capsjax.ops.convolution import resolve_lowering
 
@@ -45,7 +45,8 @@ __all__ = [
     "per_example",
     "routing_benchmark",
     "conv_lowering_benchmark",
-    "step_profile",
+    "memory_gbytes_per_sec",
+    "part_bounds",
     "input_pipeline_seconds",
     "memory_scaling",
     "BenchPlan",
@@ -66,6 +67,7 @@ class BenchPlan:
     iters: tuple[int, ...] = (1, 2, 3, 4, 5)
     memory_batches: tuple[int, ...] = (32, 64, 128, 256, 512)
     conv_batch: int = 32
+    profile_batch: int = 128
     small_model: bool = False
     peer_rounds: int = 2
     peer_train_batch: int = 128
@@ -85,6 +87,7 @@ QUICK = BenchPlan(
     iters=(1,),
     memory_batches=(8, 16),
     conv_batch=2,
+    profile_batch=8,
     small_model=True,
     peer_rounds=1,
     peer_train_batch=4,
@@ -205,7 +208,11 @@ def run_benchmarks(
             (n, routing_benchmark(plan.routing_batch, in_caps, classes, n, repeats=plan.steps)) for n in plan.iters
         ],
     }
-    profile = None if quick else {"batch": 128, **step_profile(128, model, repeats=plan.steps)}
+    memory_rate = memory_gbytes_per_sec(16 if quick else 256)
+    parts = part_bounds(
+        plan.profile_batch, model, repeats=plan.steps, gemm_gflops=matmul_before, memory_gbps=memory_rate
+    )
+    profile = {"batch": plan.profile_batch, "gemm_gflops": matmul_before, "memory_gbps": memory_rate, "parts": parts}
     conv = conv_lowering_benchmark(plan.conv_batch, model, repeats=2)
     memory = memory_scaling(plan.memory_batches, **small)
     matmul_after = matmul_gflops(512 if quick else 2048)
@@ -230,7 +237,7 @@ def run_benchmarks(
             "patches_over_fourier": conv["patches"] / conv["fourier"],
         },
         "memory_mib_by_batch": memory,
-        "step_profile_sec": profile,
+        "step_parts": profile,
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     return _write(workdir, results)
@@ -274,25 +281,7 @@ def to_markdown(results: dict) -> str:
         f"patches / fourier = {conv['patches_over_fourier']:.1f}x).",
         "",
     ]
-    profile = results.get("step_profile_sec")
-    if profile:
-        step = next((r["step_sec"] for r in results["train"] if r["batch"] == profile["batch"]), None)
-        lines += [
-            f"Where a training step's time goes at batch {profile['batch']} (parts jitted alone, "
-            f"forward + backward; step = {step:.3f} s):",
-            "",
-            "| part | seconds | share of step |",
-            "|---|---:|---:|",
-        ]
-        labels = {
-            "primary_conv": "primary conv (auto lowering)",
-            "conv_gemms": "for comparison: the direct conv's three GEMMs alone",
-            "votes_and_routing": "votes + routing",
-            "routing": "routing alone",
-        }
-        for name, label in labels.items():
-            lines.append(f"| {label} | {profile[name]:.3f} | {100 * profile[name] / step:.0f}% |")
-        lines.append("")
+    lines += _step_parts_markdown(results["step_parts"], results["train"])
     lines += ["Routing forward+backward (3 iterations unless varied), seconds:", ""]
     for name, rows in results["routing_sweeps_sec"].items():
         lines.append(f"- {name}: " + ", ".join(f"{n}: {sec * 1e3:.1f} ms" for n, sec in rows))
@@ -306,3 +295,36 @@ def to_markdown(results: dict) -> str:
     lines += [f"| {r['batch']} | {r['plain']:.0f} | {r['remat']:.0f} |" for r in results["memory_mib_by_batch"]]
     lines += ["", f"Peak host RSS of the benchmark process: {results['peak_host_rss_mib']:.0f} MiB.", ""]
     return "\n".join(lines)
+
+
+PART_TITLES = {
+    "first_conv": "first conv + ReLU (weight gradient only)",
+    "primary_capsules": "primary capsules' conv (auto lowering)",
+    "votes_and_routing": "votes + routing",
+    "decoder": "decoder",
+    "optimizer": "optimizer update",
+}
+
+
+def _step_parts_markdown(profile: dict, train_rows: list[dict]) -> list[str]:
+    """The table of :func:`capsjax.analysis.step_parts.part_bounds`: each part's time and its bound."""
+    step = next((r["step_sec"] for r in train_rows if r["batch"] == profile["batch"]), None)
+    parts = profile["parts"]
+    total = sum(row["seconds"] for row in parts)
+    of_step = f" of the step's {step:.3f} s" if step else ""
+    lines = [
+        f"Where a training step's time goes at batch {profile['batch']}, and how close each part runs to "
+        f"its own bound: each part jitted alone, forward + backward; bound = the larger of its GFLOP at the "
+        f"same-run GEMM rate ({profile['gemm_gflops']:.0f} GFLOP/s) and its GB accessed at the same-run memory "
+        f"rate ({profile['memory_gbps']:.0f} GB/s), both XLA's counts; the parts sum to {total:.3f} s{of_step}.",
+        "",
+        "| part | seconds | share of step | GFLOP | GB accessed | bound, s | bound by | of bound |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in parts:
+        share = f"{100 * row['seconds'] / step:.0f}%" if step else "-"
+        lines.append(
+            f"| {PART_TITLES[row['part']]} | {row['seconds']:.3f} | {share} | {row['gflop']:.2f} | {row['gbytes']:.2f} "
+            f"| {row['bound_sec']:.3f} | {row['bound_by']} | {100 * row['of_bound']:.0f}% |"
+        )
+    return [*lines, ""]

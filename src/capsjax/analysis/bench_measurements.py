@@ -1,5 +1,5 @@
 """The measurements of ``capsjax bench``, each on its own: the matmul ceiling, the train step (time,
-XLA's FLOP count and memory), routing, the primary conv's lowerings, the parts of a step, the input
+XLA's FLOP count and memory), routing, the primary conv's lowerings, the input
 pipeline and memory by batch.
 
 Each function builds what it measures from a :class:`~capsjax.nn.capsnet.CapsNetConfig`, compiles it
@@ -25,7 +25,6 @@ from capsjax.nn.capsnet import CapsNetConfig, RoutingConfig
 from capsjax.nn.routed_capsules import map_in_chunks, resolve_chunk_size
 from capsjax.ops.convolution import conv2d, conv_output_size
 from capsjax.ops.routing import dynamic_routing
-from capsjax.ops.voting import capsule_votes
 from capsjax.training.config import TrainConfig
 from capsjax.training.sharding import Sharding
 from capsjax.training.state import init_state
@@ -184,51 +183,6 @@ def conv_lowering_benchmark(batch: int, config: CapsNetConfig, *, repeats: int) 
         )
         jax.block_until_ready(grad(x, k))
         out[lowering] = _time(lambda grad=grad: jax.block_until_ready(grad(x, k)), repeats=repeats)
-    return out
-
-
-def step_profile(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
-    """Seconds of the parts of a training step at ``batch`` (each jitted alone, forward + backward).
-
-    ``primary_conv`` is the 9x9 stride-2 conv (the ``"auto"`` lowering: Fourier on CPU); ``conv_gemms``
-    are the direct conv's three matrix products alone (forward, weight gradient, patch gradient) on
-    precomputed patches, what the patches lowering would cost at least.
-    ``votes_and_routing`` is the votes + 3 routing iterations, ``routing`` the routing alone, both
-    batched as the model does (:func:`per_example`).
-    """
-    key = jax.random.key(0)
-    shapes = primary_shapes(config)
-    kh, channels, out_channels = config.primary_kernel, config.conv_channels, shapes["out_channels"]
-    features = jax.random.normal(key, (batch, *shapes["features"]))
-    kernel = 0.01 * jax.random.normal(key, (kh, kh, channels, out_channels))
-    patches = jax.random.normal(key, (batch * shapes["grid"], kh * kh * channels))
-    grad_out = jax.random.normal(key, (batch * shapes["grid"], out_channels))
-    u = 0.1 * jax.random.normal(key, (batch, shapes["in_caps"], config.primary_dim))
-    W = 0.01 * jax.random.normal(key, (shapes["in_caps"], config.num_classes, config.class_dim, config.primary_dim))
-    num_iters = config.routing.num_iters
-
-    def conv_loss(x, k):
-        return jnp.sum(conv2d(x, k, stride=config.primary_stride, lowering="auto") ** 2)
-
-    def gemms(p, k, g):
-        flat = k.reshape(-1, out_channels)
-        return p @ flat, p.T @ g, g @ flat.T
-
-    def votes_loss(u, W):
-        return jnp.sum(per_example(lambda one: dynamic_routing(capsule_votes(one, W), num_iters=num_iters).v, u) ** 2)
-
-    parts = {
-        "primary_conv": (jax.jit(jax.grad(conv_loss, argnums=(0, 1))), (features, kernel)),
-        "conv_gemms": (jax.jit(gemms), (patches, kernel, grad_out)),
-        "votes_and_routing": (jax.jit(jax.grad(votes_loss, argnums=(0, 1))), (u, W)),
-    }
-    out = {}
-    for name, (fn, args) in parts.items():
-        jax.block_until_ready(fn(*args))
-        out[name] = _time(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats=repeats)
-    out["routing"] = routing_benchmark(
-        batch, shapes["in_caps"], config.num_classes, num_iters, repeats=repeats, out_dim=config.class_dim
-    )
     return out
 
 
