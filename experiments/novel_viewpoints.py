@@ -61,8 +61,10 @@ from capsjax.analysis.reports import write_results
 from capsjax.data.atomic import atomic_path, write_json
 from capsjax.data.canvas import centre_crop
 from capsjax.data.dataset import ArrayDataset
+from capsjax.data.file_formats import detect_format
 from capsjax.data.registry import load_split
 from capsjax.data.viewpoints import INSTANCES, PROTOCOLS, make_viewpoints, viewpoint_split
+from capsjax.errors import CapsjaxError, first_line
 from capsjax.nn import CapsNetConfig, CNNConfig, EfficientCapsNetConfig, MatrixCapsNetConfig
 from capsjax.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
 from capsjax.training.evaluation import evaluate_checkpoint
@@ -163,6 +165,11 @@ def shuffled(data: ArrayDataset, seed: int) -> ArrayDataset:
 def load_views(budget: Budget, data_dir) -> dict[str, ArrayDataset]:
     """The train and test splits with their factors: generated, or the real smallNORB files in ``data_dir``."""
     if data_dir is not None:
+        if detect_format(data_dir) != "smallnorb":
+            refuse(
+                f"--data-dir {data_dir}: holds no smallNORB files (smallnorb-...-training-dat.mat and the others "
+                "of the NYU release); give their folder, or leave out --data-dir to use the generated views"
+            )
         splits = {split: load_split("smallnorb", split, path=data_dir, resize=SIDE) for split in ("train", "test")}
         for split, data in splits.items():
             missing = [factor for factor, _ in PROTOCOLS.values() if factor not in (data.factors or {})]
@@ -357,6 +364,14 @@ def main():
         "--protocols", nargs="+", choices=tuple(PROTOCOLS), default=tuple(PROTOCOLS), help="default: both, in turn"
     )
     args = parser.parse_args()
+    try:
+        return run(args)
+    except CapsjaxError as err:
+        refuse(first_line(err))
+
+
+def run(args) -> int:
+    """Both protocols for every model and seed; writes the table, json and figure into ``--workdir``."""
     workdir = pathlib.Path(args.workdir)
     budget = BUDGETS[args.budget]
     _, seeds = budget_config(args.budget, seeds=args.seeds or (1 if args.budget == "smoke" else 3))

@@ -319,6 +319,27 @@ def test_novel_viewpoints_smoke(tmp_path):
     assert pixels.size > 10_000 and pixels.std() > 5
 
 
+@pytest.mark.parametrize("given", ["missing", "not_smallnorb", "incomplete"])
+def test_novel_viewpoints_refuses_a_data_dir_without_smallnorb_in_one_line(tmp_path, given):
+    """A wrong --data-dir stops the script before anything is generated, trained or written: one line
+    on stderr naming the folder, exit status 2."""
+    folder = tmp_path / "norb"
+    if given != "missing":
+        (folder / "images" / "cats").mkdir(parents=True)  # an image-folder layout, not smallNORB's
+    if given == "incomplete":
+        (folder / "smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat").write_bytes(b"")
+    run = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "novel_viewpoints.py"), "--budget", "smoke"]
+        + ["--workdir", str(tmp_path / "run"), "--data-dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
+    assert run.stderr.startswith("novel_viewpoints.py: ") and str(folder) in run.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_fashion_mnist_smoke(tmp_path):
     """The Fashion-MNIST comparison at the smoke budget on generated IDX files: a row per model, the best
     capsule model exported, and its accuracy measured from the file (here again) written in the report."""
