@@ -24,7 +24,7 @@ import statistics
 
 from flax import nnx
 
-from budgets import budget_config, experiment_parser
+from budgets import budget_config, check_data_dir, experiment_parser, run_experiment
 from capsjax.analysis.figures import plot_accuracy_pairs, plot_predictions
 from capsjax.analysis.matching import accuracy_history, evaluate_checkpoints, match_accuracy
 from capsjax.analysis.reports import write_results
@@ -129,6 +129,7 @@ def main():
         "(the trained +-2 px) write results_translation<N>.* beside the default results",
     )
     args = parser.parse_args()
+    check_data_dir(args.data_dir)
     tag = "" if args.translation == AffineRanges().translation else f"_translation{args.translation:g}"
     workdir = pathlib.Path(args.workdir)
     base, seeds = budget_config(args.budget, seeds=args.seeds or 1)
@@ -153,4 +154,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

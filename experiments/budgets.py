@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
+from capsjax.data.registry import load_split
+from capsjax.errors import CapsjaxError
 from capsjax.nn import CapsNetConfig, CNNConfig
 from capsjax.training.config import DataConfig, OptimConfig, TrainConfig
 
@@ -57,6 +60,31 @@ def refuse(message: str) -> NoReturn:
     project's code for bad input)."""
     print(f"{pathlib.Path(sys.argv[0]).name}: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def run_experiment(main: Callable[[], int | None]) -> NoReturn:
+    """Run an experiment script's ``main`` and exit with its status; an error capsjax raises on purpose
+    (data not found, a work directory in use, a bad config) stops the script with its message on
+    stderr, named by the script, instead of a traceback, as the ``capsjax`` command reports them."""
+    try:
+        code = main()
+    except CapsjaxError as err:
+        print(f"{pathlib.Path(sys.argv[0]).name}: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    raise SystemExit(code or 0)
+
+
+def check_data_dir(data_dir, name: str = "mnist") -> None:
+    """Stop the script (:func:`refuse`) when ``--data-dir`` was given but does not hold ``name``'s
+    train and test splits: before anything is generated, trained or written. None (not given) passes:
+    the data is then found as ``capsjax train`` finds it."""
+    if data_dir is None:
+        return
+    try:
+        for split in ("train", "test"):
+            load_split(name, split, data_dir=data_dir)
+    except CapsjaxError as err:
+        refuse(str(err))
 
 
 def experiment_parser(

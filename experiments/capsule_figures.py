@@ -14,6 +14,7 @@ import argparse
 import json
 import pathlib
 
+from budgets import check_data_dir, run_experiment
 from capsjax.analysis.figures import capsule_figures
 from capsjax.data.registry import load_split
 from capsjax.training.config import apply_overrides, load_config_file, read_config
@@ -30,8 +31,10 @@ def main():
     args = parser.parse_args()
     if args.budget == "smoke":
         config = apply_overrides(load_config_file(SMOKE), ["--config.epochs=1", "--config.data.train_examples=1200"])
+        check_data_dir(args.data_dir, config.data.name)
         train_and_evaluate(config, args.workdir, data_dir=args.data_dir, resume=True)
     config = read_config(pathlib.Path(args.workdir) / "config.json")
+    check_data_dir(args.data_dir, config.data.name)
     test = load_split(config.data.name, "test", data_dir=args.data_dir)
     written = capsule_figures(args.workdir, test)
     (pathlib.Path(args.workdir) / "figures.json").write_text(json.dumps(written, indent=2) + "\n")
@@ -39,4 +42,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

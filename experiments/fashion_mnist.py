@@ -37,9 +37,8 @@ import dataclasses
 import pathlib
 import runpy
 import statistics
-import sys
 
-from budgets import experiment_parser, refuse
+from budgets import experiment_parser, refuse, run_experiment
 from capsjax.analysis.learning_curves import error_curve, plot_learning_curves, training_hours
 from capsjax.analysis.reports import write_results
 from capsjax.errors import CapsjaxError, first_line
@@ -253,4 +252,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_experiment(main)

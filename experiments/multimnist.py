@@ -16,7 +16,7 @@ Writes results.json and results.md, and in CapsNet's run folder reconstructions_
 
 import dataclasses
 
-from budgets import budget_config, experiment_parser
+from budgets import budget_config, check_data_dir, experiment_parser, run_experiment
 from capsjax.analysis.reports import results_table, write_results
 from capsjax.training.sweeps import run_variants
 
@@ -40,6 +40,7 @@ def main():
     parser = experiment_parser(__doc__)
     parser.add_argument("--no-cnn", action="store_true", help="skip the baseline CNN")
     args = parser.parse_args()
+    check_data_dir(args.data_dir)
     base, seeds = budget_config(args.budget, seeds=args.seeds or 1)
     config = multimnist_config(base, args.budget)
     table = {"capsnet": config}
@@ -56,4 +57,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

@@ -50,11 +50,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-from budgets import budget_config, experiment_parser, refuse
+from budgets import budget_config, experiment_parser, refuse, run_experiment
 from capsjax.analysis.figures import plot_error_bars
 from capsjax.analysis.matching import accuracy_history, match_accuracy
 from capsjax.analysis.reports import write_results
@@ -64,7 +63,6 @@ from capsjax.data.dataset import ArrayDataset
 from capsjax.data.file_formats import detect_format
 from capsjax.data.registry import load_split
 from capsjax.data.viewpoints import INSTANCES, PROTOCOLS, make_viewpoints, viewpoint_split
-from capsjax.errors import CapsjaxError, first_line
 from capsjax.nn import CapsNetConfig, CNNConfig, EfficientCapsNetConfig, MatrixCapsNetConfig
 from capsjax.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
 from capsjax.training.evaluation import evaluate_checkpoint
@@ -364,14 +362,6 @@ def main():
         "--protocols", nargs="+", choices=tuple(PROTOCOLS), default=tuple(PROTOCOLS), help="default: both, in turn"
     )
     args = parser.parse_args()
-    try:
-        return run(args)
-    except CapsjaxError as err:
-        refuse(first_line(err))
-
-
-def run(args) -> int:
-    """Both protocols for every model and seed; writes the table, json and figure into ``--workdir``."""
     workdir = pathlib.Path(args.workdir)
     budget = BUDGETS[args.budget]
     _, seeds = budget_config(args.budget, seeds=args.seeds or (1 if args.budget == "smoke" else 3))
@@ -415,4 +405,4 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_experiment(main)

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import jax
 
+from budgets import run_experiment
 from capsjax.analysis.figures import augmentation_examples, model_figures
 from capsjax.analysis.learning_curves import (
     ErrorPoint,
@@ -221,4 +222,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

@@ -9,7 +9,7 @@ Writes ``results.json`` and ``results.md`` (mean +- std test error over seeds) i
 
 import dataclasses
 
-from budgets import budget_config, experiment_parser
+from budgets import budget_config, check_data_dir, experiment_parser, run_experiment
 from capsjax.analysis.reports import results_table, write_results
 from capsjax.training.config import LossConfig
 from capsjax.training.sweeps import run_variants
@@ -45,6 +45,7 @@ def main():
     parser.add_argument("--no-cnn", action="store_true", help="skip the baseline CNN")
     parser.add_argument("--cnn-seeds", type=int, help="seeds for the CNN (default: as --seeds)")
     args = parser.parse_args()
+    check_data_dir(args.data_dir)
     base, seeds = budget_config(args.budget, seeds=args.seeds)
     table = variants(base, with_cnn=False)
     results = run_variants(table, seeds=seeds, workdir=args.workdir, data_dir=args.data_dir)
@@ -62,4 +63,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

@@ -37,7 +37,7 @@ import pathlib
 
 from affine_robustness import CANVAS
 from affine_robustness import variants as affine_variants
-from budgets import budget_config, experiment_parser
+from budgets import budget_config, check_data_dir, experiment_parser, run_experiment
 from capsjax.analysis.bench import gflop_per_image
 from capsjax.analysis.figures import plot_error_bars
 from capsjax.analysis.reports import write_results
@@ -120,8 +120,8 @@ def data_folder(data_dir, name: str):
     """``data_dir`` where it is the folder of ``name`` or holds it (either spelling, ``fashion-mnist``);
     else None, so that the dataset is found as ``capsjax train`` finds it (an explicit folder is the
     only place looked in)."""
-    if data_dir is None:
-        return None
+    if data_dir is None or name == "mnist":  # MNIST's --data-dir was checked before anything ran
+        return data_dir
     root, names = pathlib.Path(data_dir), (name, name.replace("_", "-"))
     return data_dir if root.name in names or any((root / n).is_dir() for n in names) else None
 
@@ -178,6 +178,8 @@ def main():
     parser.add_argument("--variants", nargs="+", choices=list(ROUTINGS), default=list(ROUTINGS))
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     args = parser.parse_args()
+    if set(args.datasets) - {"fashion_mnist"}:  # every other dataset is built from MNIST
+        check_data_dir(args.data_dir)
     workdir = pathlib.Path(args.workdir)
     base, seeds = budget_config(args.budget, seeds=args.seeds)
     datasets = [d for d in DATASETS if d in args.datasets]
@@ -212,4 +214,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_experiment(main)

@@ -319,6 +319,26 @@ def test_novel_viewpoints_smoke(tmp_path):
     assert pixels.size > 10_000 and pixels.std() > 5
 
 
+@pytest.mark.parametrize(
+    "script", ["affine_robustness", "capsule_figures", "multimnist", "routing_ablation", "routing_comparison"]
+)
+def test_an_mnist_experiment_refuses_a_data_dir_without_mnist_in_one_line(tmp_path, script):
+    """A --data-dir that does not hold MNIST is never silently passed over: one line naming it, exit
+    status 2, and the work directory not created."""
+    folder = tmp_path / "not_mnist"
+    folder.mkdir()
+    run = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{script}.py"), "--budget", "smoke"]
+        + ["--workdir", str(tmp_path / "run"), "--data-dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
+    assert run.stderr.startswith(f"{script}.py: {folder}: holds no mnist train files")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("given", ["missing", "not_smallnorb", "incomplete"])
 def test_novel_viewpoints_refuses_a_data_dir_without_smallnorb_in_one_line(tmp_path, given):
     """A wrong --data-dir stops the script before anything is generated, trained or written: one line
