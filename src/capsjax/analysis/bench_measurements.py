@@ -31,7 +31,7 @@ from capsjax.training.state import init_state
 from capsjax.training.steps import make_classify_step, make_eval_step, make_train_step
 
 
-def _time(fn: Callable, *, repeats: int) -> float:
+def median_seconds(fn: Callable, *, repeats: int) -> float:
     """Median wall time of ``fn()`` (which must block) over ``repeats`` runs."""
     times = []
     for _ in range(repeats):
@@ -46,7 +46,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size))
     mm = jax.jit(lambda a: a @ a)
     mm(a).block_until_ready()
-    return 2 * size**3 / _time(lambda: mm(a).block_until_ready(), repeats=repeats) / 1e9
+    return 2 * size**3 / median_seconds(lambda: mm(a).block_until_ready(), repeats=repeats) / 1e9
 
 
 def _fake_batch(batch: int, config: CapsNetConfig):
@@ -95,11 +95,13 @@ def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
         holder[0], m = compiled(holder[0], images, labels)
         jax.block_until_ready(m)
 
-    seconds = _time(one_step, repeats=steps)
+    seconds = median_seconds(one_step, repeats=steps)
     eval_fn = make_eval_step(graphdef, config)
     valid = np.ones(batch, bool)
     jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid))
-    eval_seconds = _time(lambda: jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid)), repeats=steps)
+    eval_seconds = median_seconds(
+        lambda: jax.block_until_ready(eval_fn(holder[0].params, images, labels, valid)), repeats=steps
+    )
     return {
         "batch": batch,
         "compile_sec": compile_seconds,
@@ -163,7 +165,7 @@ def routing_benchmark(
 
     grad = jax.jit(jax.grad(loss))
     grad(u_hat).block_until_ready()
-    return _time(lambda: grad(u_hat).block_until_ready(), repeats=repeats)
+    return median_seconds(lambda: grad(u_hat).block_until_ready(), repeats=repeats)
 
 
 def conv_lowering_benchmark(batch: int, config: CapsNetConfig, *, repeats: int) -> dict:
@@ -182,7 +184,7 @@ def conv_lowering_benchmark(batch: int, config: CapsNetConfig, *, repeats: int) 
             )
         )
         jax.block_until_ready(grad(x, k))
-        out[lowering] = _time(lambda grad=grad: jax.block_until_ready(grad(x, k)), repeats=repeats)
+        out[lowering] = median_seconds(lambda grad=grad: jax.block_until_ready(grad(x, k)), repeats=repeats)
     return out
 
 

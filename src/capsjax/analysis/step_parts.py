@@ -16,8 +16,6 @@ counted once by XLA, so a part that loops over examples is costed as one example
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import jax
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from capsjax.analysis.bench_measurements import median_seconds
 from capsjax.nn.capsnet import CapsNet, CapsNetConfig
 from capsjax.nn.routed_capsules import resolve_chunk_size
 from capsjax.training.config import OptimConfig
@@ -45,16 +44,7 @@ def memory_gbytes_per_sec(mib: int = 256, repeats: int = 5) -> float:
         holder[0].block_until_ready()
 
     one_pass()
-    return 2 * holder[0].nbytes / _median_seconds(one_pass, repeats) / 1e9
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return 2 * holder[0].nbytes / median_seconds(one_pass, repeats=repeats) / 1e9
 
 
 def _forward_backward(apply: Callable, *, input_gradient: bool = True) -> Callable:
@@ -137,6 +127,16 @@ def _cost(compiled) -> tuple[float, float]:
     return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
 
 
+def _timed_and_costed(fn: Callable, args: tuple, cost_args: tuple, *, repeats: int) -> tuple[float, float, float]:
+    """``(seconds, flops, bytes)``: ``fn(*args)`` compiled and timed (median of ``repeats``), and XLA's
+    counts of ``fn(*cost_args)``."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    seconds = median_seconds(lambda: jax.block_until_ready(compiled(*args)), repeats=repeats)
+    costed = compiled if cost_args is args else jax.jit(fn).lower(*cost_args).compile()
+    return (seconds, *_cost(costed))
+
+
 def part_bounds(
     batch: int, config: CapsNetConfig, *, repeats: int, gemm_gflops: float, memory_gbps: float
 ) -> list[dict]:
@@ -145,23 +145,11 @@ def part_bounds(
     (``"compute"`` or ``"memory"``) and ``of_bound`` (bound / seconds)."""
     rows = []
     for name, (fn, args, (cost_args, trips)) in part_programs(batch, config).items():
-        compiled = jax.jit(fn).lower(*args).compile()
-        jax.block_until_ready(compiled(*args))
-        seconds = _median_seconds(lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args)), repeats)
-        costed = compiled if cost_args is args else jax.jit(fn).lower(*cost_args).compile()
-        flops, nbytes = _cost(costed)
+        seconds, flops, nbytes = _timed_and_costed(fn, args, cost_args, repeats=repeats)
         gflop, gbytes = trips * flops / 1e9, trips * nbytes / 1e9
         compute, memory = gflop / gemm_gflops, gbytes / memory_gbps
         bound = max(compute, memory)
-        rows.append(
-            {
-                "part": name,
-                "seconds": seconds,
-                "gflop": gflop,
-                "gbytes": gbytes,
-                "bound_sec": bound,
-                "bound_by": "compute" if compute >= memory else "memory",
-                "of_bound": bound / seconds if seconds else None,
-            }
-        )
+        by = "compute" if compute >= memory else "memory"
+        row = {"part": name, "seconds": seconds, "gflop": gflop, "gbytes": gbytes, "bound_sec": bound, "bound_by": by}
+        rows.append(row | {"of_bound": bound / seconds})
     return rows
