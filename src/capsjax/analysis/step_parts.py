@@ -4,7 +4,7 @@ The step is cut where the model's submodules meet: the first conv, the primary c
 votes and routing, the decoder, and the optimizer's update. Each part is jitted alone (forward and
 backward, with a random cotangent for its output) and timed; XLA's cost analysis of the same program
 gives its floating-point operations and the bytes its operations read and write. A part cannot run
-faster than either count allows at the rates measured in the same run:
+faster than either count allows at the rates measured in the same run::
 
     bound = max(GFLOP / GEMM rate, GB accessed / memory rate)
 
