@@ -74,7 +74,7 @@ def run_experiment(main: Callable[[], int | None]) -> NoReturn:
     raise SystemExit(code or 0)
 
 
-def check_data_dir(data_dir, name: str = "mnist") -> None:
+def check_data_dir(data_dir: str | None, name: str = "mnist") -> None:
     """Stop the script (:func:`refuse`) when ``--data-dir`` was given but does not hold ``name``'s
     train and test splits: before anything is generated, trained or written. None (not given) passes:
     the data is then found as ``capsjax train`` finds it."""

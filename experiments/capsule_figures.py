@@ -34,7 +34,6 @@ def main():
         check_data_dir(args.data_dir, config.data.name)
         train_and_evaluate(config, args.workdir, data_dir=args.data_dir, resume=True)
     config = read_config(pathlib.Path(args.workdir) / "config.json")
-    check_data_dir(args.data_dir, config.data.name)
     test = load_split(config.data.name, "test", data_dir=args.data_dir)
     written = capsule_figures(args.workdir, test)
     (pathlib.Path(args.workdir) / "figures.json").write_text(json.dumps(written, indent=2) + "\n")

@@ -117,10 +117,11 @@ def affine_errors(run_dirs, affine) -> dict:
 
 
 def data_folder(data_dir, name: str):
-    """``data_dir`` where it is the folder of ``name`` or holds it (either spelling, ``fashion-mnist``);
-    else None, so that the dataset is found as ``capsjax train`` finds it (an explicit folder is the
-    only place looked in)."""
-    if data_dir is None or name == "mnist":  # MNIST's --data-dir was checked before anything ran
+    """``data_dir`` as given for MNIST and MultiMNIST (built from MNIST; the folder was checked before
+    anything ran). For Fashion-MNIST, ``data_dir`` where it is its folder or holds it (either spelling,
+    ``fashion-mnist``); else None, so that it is found as ``capsjax train`` finds it (an explicit folder
+    is the only place looked in)."""
+    if data_dir is None or name in ("mnist", "multimnist"):
         return data_dir
     root, names = pathlib.Path(data_dir), (name, name.replace("_", "-"))
     return data_dir if root.name in names or any((root / n).is_dir() for n in names) else None

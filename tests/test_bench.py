@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from capsjax.analysis.bench import PART_TITLES, run_benchmarks, to_markdown
+from capsjax.analysis.bench import run_benchmarks, to_markdown
 from capsjax.analysis.side_by_side import add_ratios, available_systems
 from capsjax.analysis.step_parts import PARTS
 
@@ -27,13 +27,13 @@ def test_quick_bench_writes_json_and_markdown_with_the_installed_peers(tmp_path)
     assert set(saved["routing_sweeps_sec"]) == {"in_caps", "out_caps", "num_iters"}
     assert saved["memory_mib_by_batch"][1]["plain"] > saved["memory_mib_by_batch"][0]["plain"]
     parts = saved["step_parts"]
-    assert parts["batch"] == 8 and parts["memory_gbps"] > 0 and parts["gemm_gflops"] > 0
+    assert parts["batch"] == 8 and parts["memory_gb_per_sec"] > 0 and parts["gemm_gflops"] > 0
     assert [row["part"] for row in parts["parts"]] == list(PARTS)
     assert all(row["seconds"] > 0 and row["of_bound"] > 0 for row in parts["parts"])
     markdown = (tmp_path / "bench.md").read_text()
     assert markdown == to_markdown(results)
     assert "| 8 |" in markdown
-    for title in PART_TITLES.values():
+    for title in PARTS.values():
         assert f"| {title} |" in markdown
 
     comparison = saved["side_by_side"]

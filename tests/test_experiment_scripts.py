@@ -319,6 +319,21 @@ def test_novel_viewpoints_smoke(tmp_path):
     assert pixels.size > 10_000 and pixels.std() > 5
 
 
+def refused_in_one_line(script: str, data_dir: pathlib.Path, workdir: pathlib.Path) -> str:
+    """Run ``script`` at the smoke budget with ``--data-dir data_dir``; check that it stopped with one
+    line on stderr and exit status 2 without creating ``workdir``; returns that line."""
+    run = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{script}.py"), "--budget", "smoke"]
+        + ["--workdir", str(workdir), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
+    assert not workdir.exists()
+    return run.stderr
+
+
 @pytest.mark.parametrize(
     "script", ["affine_robustness", "capsule_figures", "multimnist", "routing_ablation", "routing_comparison"]
 )
@@ -327,16 +342,8 @@ def test_an_mnist_experiment_refuses_a_data_dir_without_mnist_in_one_line(tmp_pa
     status 2, and the work directory not created."""
     folder = tmp_path / "not_mnist"
     folder.mkdir()
-    run = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{script}.py"), "--budget", "smoke"]
-        + ["--workdir", str(tmp_path / "run"), "--data-dir", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
-    assert run.stderr.startswith(f"{script}.py: {folder}: holds no mnist train files")
-    assert not (tmp_path / "run").exists()
+    stderr = refused_in_one_line(script, folder, tmp_path / "run")
+    assert stderr.startswith(f"{script}.py: {folder}: holds no mnist train files")
 
 
 @pytest.mark.parametrize("given", ["missing", "not_smallnorb", "incomplete"])
@@ -348,16 +355,8 @@ def test_novel_viewpoints_refuses_a_data_dir_without_smallnorb_in_one_line(tmp_p
         (folder / "images" / "cats").mkdir(parents=True)  # an image-folder layout, not smallNORB's
     if given == "incomplete":
         (folder / "smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat").write_bytes(b"")
-    run = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "novel_viewpoints.py"), "--budget", "smoke"]
-        + ["--workdir", str(tmp_path / "run"), "--data-dir", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
-    assert run.stderr.startswith("novel_viewpoints.py: ") and str(folder) in run.stderr
-    assert not (tmp_path / "run").exists()
+    stderr = refused_in_one_line("novel_viewpoints", folder, tmp_path / "run")
+    assert stderr.startswith("novel_viewpoints.py: ") and str(folder) in stderr
 
 
 def test_fashion_mnist_smoke(tmp_path):

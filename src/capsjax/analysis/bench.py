@@ -5,8 +5,9 @@ the matmul rate (the practical ceiling) is measured at the start and end and ave
 ``bench.json`` and ``bench.md`` into the work directory.
 
 Here: what runs (:class:`BenchPlan`), in what order (:func:`run_benchmarks`) and the report
-(:func:`to_markdown`). The measurements themselves live in :mod:`capsjax.analysis.bench_measurements`;
-this module re-exports them.
+(:func:`to_markdown`). The measurements themselves live in :mod:`capsjax.analysis.bench_measurements`
+and :mod:`capsjax.analysis.step_parts` (each part of a training step beside its bound); this module
+re-exports them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from capsjax.analysis.bench_measurements import (
     routing_benchmark,
     train_step_benchmark,
 )
-from capsjax.analysis.step_parts import memory_gbytes_per_sec, part_bounds
+from capsjax.analysis.step_parts import PARTS, memory_gb_per_sec, part_bounds
 from capsjax.nn.capsnet import CapsNetConfig
 from capsjax.ops.convolution import resolve_lowering
 
@@ -45,7 +46,7 @@ __all__ = [
     "per_example",
     "routing_benchmark",
     "conv_lowering_benchmark",
-    "memory_gbytes_per_sec",
+    "memory_gb_per_sec",
     "part_bounds",
     "input_pipeline_seconds",
     "memory_scaling",
@@ -67,7 +68,7 @@ class BenchPlan:
     iters: tuple[int, ...] = (1, 2, 3, 4, 5)
     memory_batches: tuple[int, ...] = (32, 64, 128, 256, 512)
     conv_batch: int = 32
-    profile_batch: int = 128
+    parts_batch: int = 128
     small_model: bool = False
     peer_rounds: int = 2
     peer_train_batch: int = 128
@@ -87,7 +88,7 @@ QUICK = BenchPlan(
     iters=(1,),
     memory_batches=(8, 16),
     conv_batch=2,
-    profile_batch=8,
+    parts_batch=8,
     small_model=True,
     peer_rounds=1,
     peer_train_batch=4,
@@ -166,7 +167,7 @@ def run_benchmarks(
     """Run every benchmark and write ``bench.json`` and ``bench.md``; returns the results.
 
     The peers come first (each in its own process, while this one holds little), then capsjax's
-    own rows, sweeps and profile (left out with ``peers_only``). ``bfloat16`` runs the side-by-side
+    own rows, sweeps and step parts (left out with ``peers_only``). ``bfloat16`` runs the side-by-side
     comparison with every system's bfloat16 compute.
     """
     if extra:
@@ -208,11 +209,11 @@ def run_benchmarks(
             (n, routing_benchmark(plan.routing_batch, in_caps, classes, n, repeats=plan.steps)) for n in plan.iters
         ],
     }
-    memory_rate = memory_gbytes_per_sec(16 if quick else 256)
+    memory_rate = memory_gb_per_sec(16 if quick else 256)
     parts = part_bounds(
-        plan.profile_batch, model, repeats=plan.steps, gemm_gflops=matmul_before, memory_gbps=memory_rate
+        plan.parts_batch, model, repeats=plan.steps, gemm_gflops=matmul_before, memory_gb_per_sec=memory_rate
     )
-    profile = {"batch": plan.profile_batch, "gemm_gflops": matmul_before, "memory_gbps": memory_rate, "parts": parts}
+    step_parts = {"batch": plan.parts_batch, "gemm_gflops": matmul_before, "memory_gb_per_sec": memory_rate}
     conv = conv_lowering_benchmark(plan.conv_batch, model, repeats=2)
     memory = memory_scaling(plan.memory_batches, **small)
     matmul_after = matmul_gflops(512 if quick else 2048)
@@ -237,7 +238,7 @@ def run_benchmarks(
             "patches_over_fourier": conv["patches"] / conv["fourier"],
         },
         "memory_mib_by_batch": memory,
-        "step_parts": profile,
+        "step_parts": step_parts | {"parts": parts},
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     return _write(workdir, results)
@@ -297,26 +298,18 @@ def to_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-PART_TITLES = {
-    "first_conv": "first conv + ReLU (weight gradient only)",
-    "primary_capsules": "primary capsules' conv (auto lowering)",
-    "votes_and_routing": "votes + routing",
-    "decoder": "decoder",
-    "optimizer": "optimizer update",
-}
-
-
-def _step_parts_markdown(profile: dict, train_rows: list[dict]) -> list[str]:
+def _step_parts_markdown(step_parts: dict, train_rows: list[dict]) -> list[str]:
     """The table of :func:`capsjax.analysis.step_parts.part_bounds`: each part's time and its bound."""
-    step = next((r["step_sec"] for r in train_rows if r["batch"] == profile["batch"]), None)
-    parts = profile["parts"]
+    step = next((r["step_sec"] for r in train_rows if r["batch"] == step_parts["batch"]), None)
+    parts = step_parts["parts"]
     total = sum(row["seconds"] for row in parts)
     of_step = f" of the step's {step:.3f} s" if step else ""
     lines = [
-        f"Where a training step's time goes at batch {profile['batch']}, and how close each part runs to "
+        f"Where a training step's time goes at batch {step_parts['batch']}, and how close each part runs to "
         f"its own bound: each part jitted alone, forward + backward; bound = the larger of its GFLOP at the "
-        f"same-run GEMM rate ({profile['gemm_gflops']:.0f} GFLOP/s) and its GB accessed at the same-run memory "
-        f"rate ({profile['memory_gbps']:.0f} GB/s), both XLA's counts; the parts sum to {total:.3f} s{of_step}.",
+        f"same-run GEMM rate ({step_parts['gemm_gflops']:.0f} GFLOP/s) and its GB accessed at the same-run memory "
+        f"rate ({step_parts['memory_gb_per_sec']:.0f} GB/s), both XLA's counts; the parts sum to "
+        f"{total:.3f} s{of_step}.",
         "",
         "| part | seconds | share of step | GFLOP | GB accessed | bound, s | bound by | of bound |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
@@ -324,7 +317,7 @@ def _step_parts_markdown(profile: dict, train_rows: list[dict]) -> list[str]:
     for row in parts:
         share = f"{100 * row['seconds'] / step:.0f}%" if step else "-"
         lines.append(
-            f"| {PART_TITLES[row['part']]} | {row['seconds']:.3f} | {share} | {row['gflop']:.2f} | {row['gbytes']:.2f} "
+            f"| {PARTS[row['part']]} | {row['seconds']:.3f} | {share} | {row['gflop']:.2f} | {row['gbytes']:.2f} "
             f"| {row['bound_sec']:.3f} | {row['bound_by']} | {100 * row['of_bound']:.0f}% |"
         )
     return [*lines, ""]

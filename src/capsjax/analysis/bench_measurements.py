@@ -41,6 +41,14 @@ def median_seconds(fn: Callable, *, repeats: int) -> float:
     return statistics.median(times)
 
 
+def xla_cost(compiled) -> dict[str, float]:
+    """``{"flops", "bytes"}``: XLA's counts of a compiled program's floating-point operations and of
+    the bytes its operations read and write (a loop's body counted once)."""
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, list) else cost) or {}
+    return {"flops": float(cost.get("flops", 0.0)), "bytes": float(cost.get("bytes accessed", 0.0))}
+
+
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     """float32 ``size x size`` matmul rate: the machine's practical GEMM ceiling."""
     a = jax.random.normal(jax.random.key(0), (size, size))
@@ -82,8 +90,7 @@ def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
     start = time.perf_counter()
     compiled = step_fn.lower(state, images, labels).compile()
     compile_seconds = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
+    flops = xla_cost(compiled)["flops"]
     memory = compiled.memory_analysis()
     start = time.perf_counter()
     state, metrics = compiled(state, images, labels)
@@ -109,8 +116,8 @@ def train_step_benchmark(batch: int, *, steps: int, **capsnet) -> dict:
         "step_sec": seconds,
         "train_examples_per_sec": batch / seconds,
         "inference_examples_per_sec": batch / eval_seconds,
-        "step_gflop": float(cost.get("flops", 0.0)) / 1e9,
-        "achieved_gflops": float(cost.get("flops", 0.0)) / 1e9 / seconds,
+        "step_gflop": flops / 1e9,
+        "achieved_gflops": flops / 1e9 / seconds,
         "xla_temp_mib": memory.temp_size_in_bytes / 2**20 if memory else None,
         "xla_total_mib": (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes)
         / 2**20
@@ -136,8 +143,7 @@ def gflop_per_image(config: CapsNetConfig, *, batch: int = 8, train: bool = True
     images, labels = _fake_batch(batch, config)
 
     def flops(compiled) -> float:
-        cost = compiled.cost_analysis()
-        return float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) / batch / 1e9
+        return xla_cost(compiled)["flops"] / batch / 1e9
 
     out = {}
     if train:

@@ -138,8 +138,8 @@ class RoutedCapsules(nnx.Module):
         self._check_input(u)
         bias = None if self.bias is None else self.bias[...]
         routing_fn, num_iters, options, dtype = self.routing_fn, self.num_iters, self._options(), self.dtype
-        chunk = resolve_chunk_size(self.chunk_size)
-        if 0 < chunk < u.shape[0]:
+        if self.routes_in_chunks(u.shape[0]):
+            chunk = resolve_chunk_size(self.chunk_size)
             W = self.W[...]
 
             def votes_then_route_one(u_one):
@@ -162,6 +162,11 @@ class RoutedCapsules(nnx.Module):
             # intermediates.
             votes_then_route = jax.checkpoint(votes_then_route)
         return votes_then_route(u, self.W[...], bias)
+
+    def routes_in_chunks(self, batch: int) -> bool:
+        """Whether a batch of ``batch`` examples is routed in chunks (a ``lax.map`` loop, each chunk
+        recomputed in the backward pass) rather than all at once."""
+        return 0 < resolve_chunk_size(self.chunk_size) < batch
 
     def _activations(self, u: Float[Array, "... in_caps in_dim"]) -> dict:
         """``{"activations": the input capsules' lengths}`` for a routing that takes them (EM), else ``{}``."""
