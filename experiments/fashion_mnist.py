@@ -42,7 +42,6 @@ import statistics
 from budgets import experiment_parser, refuse, run_experiment
 from capsjax.analysis.learning_curves import error_curve, plot_learning_curves, training_hours
 from capsjax.analysis.reports import write_results
-from capsjax.errors import CapsjaxError, first_line
 from capsjax.training.config import TrainConfig
 from capsjax.training.datasets import load_data_split
 from capsjax.training.evaluation import evaluate_weights
@@ -217,16 +216,13 @@ def main():
     models = list(dict.fromkeys(args.models))
     table = configs(args.budget, models)
     first = next(iter(table.values()))
-    try:  # the data, checked before anything is trained or written
-        for split in ("train", "test"):
-            load_data_split(first, split, args.data_dir)
-        results = run_variants(table, seeds=seeds, workdir=workdir, data_dir=args.data_dir)
-        for name in results:
-            results[name]["training_hours"] = statistics.fmean(run_hours(workdir / name / f"seed{s}") for s in seeds)
-        exported = export_best(workdir, results, args.data_dir)
-        plot_curves(workdir, table, results)
-    except CapsjaxError as err:
-        refuse(first_line(err))
+    for split in ("train", "test"):  # the data, checked before anything is trained or written
+        load_data_split(first, split, args.data_dir)
+    results = run_variants(table, seeds=seeds, workdir=workdir, data_dir=args.data_dir)
+    for name in results:
+        results[name]["training_hours"] = statistics.fmean(run_hours(workdir / name / f"seed{s}") for s in seeds)
+    exported = export_best(workdir, results, args.data_dir)
+    plot_curves(workdir, table, results)
     reached, sentence = answer(results, exported)
     data = first.data
     header = (

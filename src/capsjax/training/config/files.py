@@ -17,7 +17,7 @@ import typing
 from collections.abc import Sequence
 
 from capsjax.data.atomic import write_json
-from capsjax.errors import ConfigError, StorageError
+from capsjax.errors import ConfigError, StorageError, first_line
 from capsjax.training.config.schema import TrainConfig, validate
 
 RECORDED = ("data_dir", "class_names")
@@ -29,8 +29,8 @@ class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+    """What a user's config file raised: its type and the first line of its message."""
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def _check_python_file(path: pathlib.Path) -> None:
