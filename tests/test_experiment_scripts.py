@@ -312,7 +312,10 @@ def test_novel_viewpoints_smoke(tmp_path):
                 closest = min(abs(a - match["level"]) for a in history.values())
                 assert abs(history[str(step)] - match["level"]) == closest, (protocol, name)
             assert match["reached_cnn_best"] == (max(mine.values()) >= max(cnn.values()) - 1.0)
+            matched = abs(match["familiar_error"] - match["cnn_familiar_error"]) <= 2.0
+            assert match["matched"] == matched and rows[name]["matched_seeds"] == int(matched), (protocol, name)
             gap = f"{rows[name]['novel']['mean'] - rows[name]['cnn_novel']['mean']:+.2f}"
+            gap = gap if matched else "not matched (0 of 1 seeds)"
             assert f"| {gap} | {rows[name]['reached_cnn_best']} of 1 |" in table, (protocol, name)
     assert out["answer"] in stdout and out["answer"].startswith("Stopped at the same familiar-view accuracy")
     pixels = np.asarray(Image.open(tmp_path / "novel_viewpoints.png").convert("L"))
@@ -344,6 +347,42 @@ def test_an_mnist_experiment_refuses_a_data_dir_without_mnist_in_one_line(tmp_pa
     folder.mkdir()
     stderr = refused_in_one_line(script, folder, tmp_path / "run")
     assert stderr.startswith(f"{script}.py: {folder}: holds no mnist train files")
+
+
+def test_novel_viewpoints_compares_only_models_matched_in_every_seed():
+    """A capsule model whose best familiar-view accuracy stayed below the CNN's first evaluation in a
+    seed is not matched there: its row says so instead of a difference, and the answer leaves it out."""
+    from novel_viewpoints import answer, difference_cell
+
+    def row(novel, cnn_novel, matched_seeds):
+        summary = lambda mean: {"mean": mean, "std": 0.0, "runs": 3}  # noqa: E731
+        return {
+            "familiar": summary(3.0),
+            "cnn_familiar": summary(3.1),
+            "novel": summary(novel),
+            "cnn_novel": summary(cnn_novel),
+            "matched_seeds": matched_seeds,
+            "seeds": 3,
+        }
+
+    rows = {
+        "matrix_capsnet": row(19.6, 30.2, 3),
+        "capsnet": row(19.8, 21.6, 3),
+        "efficient_capsnet": row(23.2, 36.6, 1),  # fewer errors, but at another familiar-view accuracy
+    }
+    assert difference_cell(rows["matrix_capsnet"]) == "-10.60"
+    assert difference_cell(rows["efficient_capsnet"]) == "not matched (1 of 3 seeds)"
+    sentence = answer({"elevation": rows})
+    assert "spread in 2 of 2 comparisons (elevation matrix_capsnet, elevation capsnet), more errors in 0," in sentence
+    assert "not compared: elevation efficient_capsnet" in sentence
+    assert "elevation efficient_capsnet: " not in sentence  # no numbers quoted for it
+    rows["capsnet"]["novel"]["std"] = rows["capsnet"]["cnn_novel"]["std"] = 2.0  # 1.8 points apart: within noise
+    rows["matrix_capsnet"] = row(35.0, 30.2, 3)  # 4.8 points more errors, no spread
+    sentence = answer({"elevation": rows})
+    assert "in 0 of 2 comparisons, more errors in 1 (elevation matrix_capsnet)," in sentence
+    assert "capsnet: 19.8% against the CNN's 21.6% (spread 2.8)" in sentence
+    nothing = {name: row(10.0, 20.0, 0) for name in rows}
+    assert "could not be compared" in answer({"azimuth": nothing})
 
 
 @pytest.mark.parametrize("given", ["missing", "not_smallnorb", "incomplete"])

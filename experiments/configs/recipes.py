@@ -206,7 +206,8 @@ def fashion_mnist_cnn() -> TrainConfig:
     pixel: 0.78 GFLOP per training image), so it runs 15 epochs with the learning rate decayed x0.81
     per epoch, which reaches the floor of 30 epochs at x0.9 (4.2% of the start).
 
-    15 epochs at batch 128, Adam 1e-3. Expected: not measured yet.
+    15 epochs at batch 128, Adam 1e-3. Expected: about 93% test accuracy. Measured, seed 0 on a 2-core
+    CPU shared with other work: 93.23% at the last epoch, 2.28 h (experiments/fashion_mnist.py).
     """
     return TrainConfig(
         model="cnn",
