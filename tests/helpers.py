@@ -26,6 +26,14 @@ def write_fake_mnist(folder: pathlib.Path, *, train: int = 256, test: int = 64, 
     return folder
 
 
+def write_norb(path: pathlib.Path, array: np.ndarray, magic: int) -> None:
+    """``array`` as a smallNORB matrix file: its magic number (0x1E3D4C55 bytes, 0x1E3D4C54 int32),
+    rank, at least 3 dimensions, then the little-endian data."""
+    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+    header = np.array([magic, array.ndim, *dims], "<i4")
+    path.write_bytes(header.tobytes() + array.astype(array.dtype.newbyteorder("<")).tobytes())
+
+
 def tiny_config(**overrides) -> TrainConfig:
     """A CapsNet small enough to train a few steps in seconds."""
     defaults = dict(

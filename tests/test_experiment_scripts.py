@@ -398,6 +398,42 @@ def test_novel_viewpoints_refuses_a_data_dir_without_smallnorb_in_one_line(tmp_p
     assert stderr.startswith("novel_viewpoints.py: ") and str(folder) in stderr
 
 
+def test_novel_viewpoints_runs_the_protocol_on_real_smallnorb_files(tmp_path):
+    """With --data-dir, the elevation protocol runs on the smallNORB files given: their info files'
+    elevations decide what is familiar (the 3 lowest: 30, 35, 40 degrees) and what is novel."""
+    from helpers import write_norb
+
+    folder, gen = tmp_path / "norb", np.random.default_rng(0)
+    folder.mkdir()
+    novel = {}
+    for tag, split in (("training", "train"), ("testing", "test")):
+        count = 300
+        info = np.stack(  # instance, elevation index 0..8, azimuth index 0..34 (even), lighting
+            [
+                gen.integers(0, 10, count),
+                gen.integers(0, 9, count),
+                2 * gen.integers(0, 18, count),
+                gen.integers(0, 6, count),
+            ],
+            axis=1,
+        ).astype(np.int32)
+        novel[split] = int((info[:, 1] >= 3).sum())
+        stem = f"smallnorb-5x46789x9x18x6x2x96x96-{tag}"
+        write_norb(folder / f"{stem}-dat.mat", gen.integers(0, 256, (count, 2, 16, 16), dtype=np.uint8), 0x1E3D4C55)
+        write_norb(folder / f"{stem}-cat.mat", gen.integers(0, 5, count).astype(np.int32), 0x1E3D4C54)
+        write_norb(folder / f"{stem}-info.mat", info, 0x1E3D4C54)
+    args = ("--budget", "smoke", "--workdir", tmp_path / "run", "--data-dir", folder, "--protocols", "elevation")
+    run_script("novel_viewpoints.py", *args)
+    out = json.loads((tmp_path / "run" / "novel_viewpoints.json").read_text())
+    info = out["protocols"]["elevation"]
+    assert info["train_images"] == min(256, 300 - novel["train"])  # familiar views of the training files
+    assert info["novel_test_images"] == min(128, novel["test"])
+    assert (
+        list(out["results"]) == ["elevation"]
+        and "real smallNORB" in (tmp_path / "run" / "novel_viewpoints.md").read_text()
+    )
+
+
 def test_fashion_mnist_smoke(tmp_path):
     """The Fashion-MNIST comparison at the smoke budget on generated IDX files: a row per model, the best
     capsule model exported, and its accuracy measured from the file (here again) written in the report."""

@@ -11,7 +11,7 @@ from PIL import Image
 
 from capsjax.data.file_formats import DataFormatError, detect_format, read_norb_matrix, read_split
 from capsjax.errors import DataNotFoundError
-from helpers import tiny_config
+from helpers import tiny_config, write_norb
 
 rng = np.random.default_rng(0)
 
@@ -167,12 +167,6 @@ def test_svhn_mat_files(tmp_path):
 
 
 # --- smallNORB ---
-
-
-def write_norb(path, array, magic):
-    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
-    header = np.array([magic, array.ndim, *dims], "<i4")
-    path.write_bytes(header.tobytes() + array.astype(array.dtype.newbyteorder("<")).tobytes())
 
 
 def test_smallnorb_matrices(tmp_path):
