@@ -50,6 +50,8 @@ def load_split(
 
     ``data_dir``, when given, is the only folder a named dataset is read from (its files, or a
     ``<name>/`` sub-folder holding them); None looks in ``$CAPSJAX_DATA_DIR``, the cache, and downloads.
+    ``test_fraction`` and ``seed`` split files at ``path`` that hold no test split; named datasets do not
+    use them (a generated one's own seed is its loader's, e.g. ``load_viewpoints(split, seed=1)``).
 
     Raises:
       ValueError: an unknown name or split.
