@@ -179,8 +179,10 @@ def fashion_mnist_capsnet_long() -> TrainConfig:
 
     16 epochs at batch 100 instead of 32 (which took 2.41 h on MNIST on a 2-core CPU), the learning
     rate x0.73 per epoch as a staircase instead of x0.86, so that the last epoch trains at about the
-    same rate (8.9e-6 against 9.3e-6); the 0.999 parameter average read at the end. Expected: not
-    measured yet.
+    same rate (8.9e-6 against 9.3e-6); the 0.999 parameter average read at the end. Measured, seed 0 on
+    a 2-core CPU shared with other work part of the time: 89.54% test accuracy at the last epoch (89.51%
+    from its exported bfloat16 file), 1.82 h at 133 img/s. Its training accuracy in the last epoch was
+    about the same (89-91%): it underfits, the rate decayed before it had learned more.
     """
     shipped = shipped_mnist_capsnet()
     optim = dataclasses.replace(shipped.optim, decay_rate=0.73)
