@@ -12,11 +12,11 @@ Budgets:
   test images: ``fashion_mnist_capsnet_long`` (CapsNet, 16 epochs), ``fashion_mnist_efficient_capsnet``
   (30 epochs), ``fashion_mnist_cnn`` (the paper's baseline narrowed to 64, 64, 32 conv channels, 15
   epochs, its learning rate decayed to the same floor). One seed by default (``--seeds`` raises it): on
-  a 2-core CPU the capsule recipes on MNIST took 2.41 h for 32 epochs (CapsNet, 235 img/s; its 16
-  epochs here took 1.82 h at 133 img/s on cores shared with other work) and 1.6 h (Efficient-CapsNet, 329 img/s; experiments/RESULTS.md), and Fashion-MNIST
-  has as many images of the same size; the CNN trains at about 120 img/s, 2.1 h. The full-width CNN
-  (35.4M parameters) would cost 11.9 GFLOP per training image (XLA's count) against CapsNet's 1.2:
-  about 20 h at CapsNet's rate.
+  a 2-core CPU the capsule recipes on MNIST took 2.41 h for 32 epochs (CapsNet, 235 img/s; its 16 epochs
+  here took 1.82 h at 133 img/s on cores shared with other work) and 1.6 h (Efficient-CapsNet, 329
+  img/s; experiments/RESULTS.md), and Fashion-MNIST has as many images of the same size; the CNN took
+  2.28 h at 105 img/s, shared too. The full-width CNN (35.4M parameters) would cost 11.9 GFLOP per training
+  image (XLA's count) against CapsNet's 1.2: about 20 h at CapsNet's rate.
 - full: the same runs as reduced; those recipes already train the papers' full-size capsule networks
   on every image to convergence. What a larger machine adds is seeds (``--seeds 3``).
 
