@@ -356,6 +356,10 @@ def spread(row: dict) -> float:
     return float(np.hypot(row["novel"]["std"], row["cnn_novel"]["std"]))
 
 
+def _listed(labels: list[str]) -> str:
+    return f" ({', '.join(labels)})" if labels else ""
+
+
 def answer(results: dict) -> str:
     """One sentence: does each capsule model make fewer novel-view errors than the CNN stopped at the same
     familiar-view accuracy, by more than the seed-to-seed spread? Rows not matched in every seed are
@@ -368,12 +372,9 @@ def answer(results: dict) -> str:
         gaps = {label: row["novel"]["mean"] - row["cnn_novel"]["mean"] for label, row in matched}
         better = [label for label, row in matched if gaps[label] < -spread(row)]
         worse = [label for label, row in matched if gaps[label] > spread(row)]
-        named = {
-            key: f" ({', '.join(labels)})" if labels else "" for key, labels in (("better", better), ("worse", worse))
-        }
         verdict = (
             f"made fewer novel-view errors than the CNN by more than the seed-to-seed spread in {len(better)} of "
-            f"{len(matched)} comparisons{named['better']}, more errors in {len(worse)}{named['worse']}, and "
+            f"{len(matched)} comparisons{_listed(better)}, more errors in {len(worse)}{_listed(worse)}, and "
             "the rest differ within the spread"
         )
     details = "; ".join(
